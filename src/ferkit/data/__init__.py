@@ -1,0 +1,35 @@
+"""Data sources (FER2013 csv, FER+ votes, class folders), cleaning, augmentation; all become a FaceSet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ferkit.data.faceset import FaceSet
+from ferkit.errors import FerkitError
+
+
+def load_dataset(path: str | Path, labels: str = "fer2013", clean: bool = False, skip_bad_rows: bool = False,
+                 ferplus_path: str | Path | None = None) -> FaceSet:
+    """Any supported source by path: a FER2013 csv(.gz), or a folder of class folders."""
+    from ferkit.data.clean import clean_faceset
+    from ferkit.data.fer2013 import load_fer2013
+    from ferkit.data.folders import load_folder
+    from ferkit.data.ferplus import find_ferplus, load_ferplus
+
+    path = Path(path)
+    if not path.exists():
+        raise FerkitError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if labels != "fer2013":
+            raise FerkitError("FER+ labels come with the FER2013 csv, not with a folder data set")
+        faces = load_folder(path)
+    else:
+        faces = load_fer2013(path, skip_bad_rows=skip_bad_rows)
+        if labels == "ferplus":
+            faces = load_ferplus(faces, ferplus_path or find_ferplus(path))
+        elif labels != "fer2013":
+            raise FerkitError(f"unknown label set {labels!r}; expected fer2013 or ferplus")
+    return clean_faceset(faces) if clean else faces
+
+
+__all__ = ["FaceSet", "load_dataset"]

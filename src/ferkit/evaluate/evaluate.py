@@ -1,0 +1,30 @@
+"""Evaluate a model on a data set split: metrics, JSON, confusion-matrix PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ferkit.data import FaceSet, load_dataset
+from ferkit.errors import FerkitError
+from ferkit.evaluate.metrics import classification_report
+from ferkit.labels import FERPLUS_EMOTIONS
+
+
+def evaluation_data(path: str | Path, split: str, label_names, clean: bool = False) -> FaceSet:
+    """The split to score, labelled with the same label set as the model (FER2013 or FER+)."""
+    labels = "ferplus" if tuple(label_names) == FERPLUS_EMOTIONS else "fer2013"
+    faces = load_dataset(path, labels=labels, clean=clean)
+    if faces.usage is not None:
+        faces = faces.split(split)
+    if len(faces) == 0:
+        raise FerkitError(f"{path}: split {split} has no images")
+    if tuple(faces.label_names) != tuple(label_names):
+        raise FerkitError(f"model labels {list(label_names)} do not match the data's {list(faces.label_names)}")
+    return faces
+
+
+def evaluate_classifier(classifier, faces: FaceSet, tta=None) -> dict:
+    probs = classifier.predict_proba(faces.images, tta=tta)
+    report = classification_report(faces.labels, probs.argmax(1), classifier.labels)
+    report["tta"] = list(classifier.tta if tta is None else tta)
+    return report

@@ -1,0 +1,58 @@
+"""Finding a model by name or path: shipped names (weights inside the package), run folders, checkpoint files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def shipped_models() -> dict[str, Path]:
+    """name → checkpoint for every model that ships inside the package (no network needed)."""
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.pt"))}
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    shipped = shipped_models()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    path = Path(name_or_path)
+    if path.is_dir():
+        if (path / "best.pt").is_file():
+            return path / "best.pt"
+        raise FerkitError(f"{path}: run folder has no best.pt")
+    if path.is_file():
+        return path
+    names = ", ".join(shipped) or "none"
+    raise FerkitError(f"unknown model {str(name_or_path)!r}: not a file, run folder or shipped model ({names})")
+
+
+class TorchClassifier:
+    """A trained expression classifier on 48×48 uint8 crops, as a checkpoint describes it."""
+
+    def __init__(self, state: dict, source: str = ""):
+        from ferkit.train.checkpoint import build_from_checkpoint
+
+        self.model = build_from_checkpoint(state)
+        self.labels = tuple(state["labels"])
+        self.tta = list(state.get("tta", []))
+        self.metrics = state.get("metrics", {})
+        self.arch = state["arch"]
+        self.source = source
+        self.state = state
+
+    @classmethod
+    def load(cls, name_or_path: str | Path = "default") -> "TorchClassifier":
+        from ferkit.train.checkpoint import load_checkpoint
+
+        path = resolve_checkpoint(name_or_path)
+        return cls(load_checkpoint(path), str(path))
+
+    def predict_proba(self, crops: np.ndarray, tta=None, batch_size: int = 512) -> np.ndarray:
+        from ferkit.runtime.torch_infer import predict_proba
+
+        return predict_proba(self.model, crops, batch_size=batch_size, tta=self.tta if tta is None else tta)

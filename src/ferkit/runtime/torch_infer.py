@@ -1,0 +1,43 @@
+"""Batched PyTorch inference on uint8 crops, with optional test-time augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ferkit.vision.crop import normalise
+
+TTA_MODES = ("flip",)
+
+
+def check_tta(tta) -> list[str]:
+    modes = [m for m in (tta or []) if m and m != "none"]
+    unknown = [m for m in modes if m not in TTA_MODES]
+    if unknown:
+        raise ValueError(f"unknown test-time augmentation {unknown[0]!r}; choose from {', '.join(TTA_MODES)}")
+    return modes
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 512, tta=(),
+                  device: str | torch.device = "cpu", channels_last: bool = False, bf16: bool = False) -> np.ndarray:
+    """uint8 N×48×48 crops → float32 N×classes probabilities (the mean over TTA views)."""
+    modes = check_tta(tta)
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    out = []
+    for start in range(0, len(crops), batch_size):
+        batch = normalise(crops[start:start + batch_size]).to(device)
+        views = [batch] + ([torch.flip(batch, dims=[3])] if "flip" in modes else [])
+        probs = 0
+        for view in views:
+            if channels_last:
+                view = view.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(view)
+            probs = probs + torch.softmax(logits.float(), dim=1)
+        out.append((probs / len(views)).cpu().numpy())
+    model.train(was_training)
+    num_classes = out[0].shape[1] if out else 0
+    return np.concatenate(out) if out else np.zeros((0, num_classes), np.float32)

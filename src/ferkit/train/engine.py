@@ -1,0 +1,289 @@
+"""The training loop: short enough to read in one sitting.
+
+Each epoch draws its shuffling, augmentation and dropout randomness from generators seeded by (seed, epoch),
+and a checkpoint is written after every epoch, so a killed run resumed with --resume ends with exactly the
+weights an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from ferkit.data import FaceSet, load_dataset
+from ferkit.data.augment import AugmentConfig, Augmenter, mix_batch
+from ferkit.errors import FerkitError
+from ferkit.evaluate.metrics import classification_report
+from ferkit.models import count_parameters, create_model
+from ferkit.runtime.torch_infer import check_tta, predict_proba
+from ferkit.train.callbacks import TensorBoardLogger, plot_curves, write_history
+from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
+from ferkit.train.config import TrainConfig
+from ferkit.vision.crop import PREPROCESS, normalise_unit
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FerkitError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def split_data(faces: FaceSet, config: TrainConfig) -> tuple[FaceSet, FaceSet]:
+    """Training and validation sets; a folder without split folders gets a seeded 10% validation split."""
+    if faces.usage is not None:
+        train, val = faces.split(config.train_split), faces.split(config.val_split)
+    else:
+        order = np.random.default_rng(config.seed).permutation(len(faces))
+        cut = max(1, len(faces) // 10)
+        train, val = faces.subset(np.sort(order[cut:])), faces.subset(np.sort(order[:cut]))
+    if config.subset:
+        train = train.subset(np.arange(min(config.subset, len(train))))
+    if config.val_subset:
+        val = val.subset(np.arange(min(config.val_subset, len(val))))
+    if len(train) == 0 or len(val) == 0:
+        raise FerkitError(f"empty split: {len(train)} training and {len(val)} validation images")
+    return train, val
+
+
+def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tensor | None:
+    if mode == "none":
+        return None
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
+    weights = counts.sum() / (num_classes * np.maximum(counts, 1))
+    if mode == "sqrt":
+        weights = np.sqrt(weights)
+    elif mode != "balanced":
+        raise FerkitError(f"unknown class_weights {mode!r}; expected none, balanced or sqrt")
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and BN parameters (standard practice; it only hurts them).
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    raise FerkitError(f"unknown optimizer {config.optimizer!r}; expected sgd, adam or adamw")
+
+
+def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+    """Returns (scheduler, steps_per_batch): per-batch schedulers step every batch, plateau once per epoch."""
+    total = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    floor = config.min_lr / config.lr
+    if config.schedule == "cosine":
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+                                                   pct_start=max(0.05, min(0.5, warmup / max(total, 1) or 0.3))), True
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=config.plateau_factor,
+                                                          patience=config.plateau_patience,
+                                                          min_lr=config.min_lr), False
+    if config.schedule == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0), True
+    raise FerkitError(f"unknown schedule {config.schedule!r}; expected cosine, onecycle, plateau or none")
+
+
+def soft_targets(faces: FaceSet, use_votes: bool) -> torch.Tensor:
+    if use_votes:
+        if faces.votes is None:
+            raise FerkitError("soft_labels needs vote distributions (labels: ferplus)")
+        return torch.from_numpy(faces.votes).float()
+    return F.one_hot(torch.from_numpy(faces.labels), faces.num_classes).float()
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig | None, out_dir: str | Path, resume: bool = False,
+                 epochs: int | None = None, log=print):
+        """With resume, the run's own saved config is used; `epochs` may extend it."""
+        self.out = Path(out_dir)
+        self.log = log
+        self.state = None
+        if resume:
+            self.state = load_checkpoint(self.out / "last.pt")
+            config = TrainConfig.from_dict(self.state["config"])
+        if config is None:
+            raise FerkitError("no training config given")
+        if epochs:
+            config.epochs = epochs
+        self.config = config
+        if not config.data:
+            raise FerkitError("no data: pass --data PATH (a FER2013 csv or a folder of class folders)")
+        try:
+            check_tta(config.tta)
+            self.augment_config = AugmentConfig.from_dict(config.augment)
+            create_model(config.model, **config.model_kwargs)  # fail now, not after loading the data
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FerkitError(str(exc).strip('"')) from None
+
+    def run(self, stop_after_epochs: int | None = None) -> dict:
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        faces = load_dataset(cfg.data, labels=cfg.labels, clean=cfg.clean)
+        train, val = split_data(faces, cfg)
+        labels = faces.label_names
+        torch.manual_seed(cfg.seed)  # weight initialisation
+        model = create_model(cfg.model, num_classes=len(labels), **cfg.model_kwargs).to(device)
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        steps_per_epoch = max(1, len(train) // cfg.batch_size)  # drop the ragged last batch: BN needs >1 sample
+        optimizer = build_optimizer(model, cfg)
+        scheduler, per_batch = build_scheduler(optimizer, cfg, steps_per_epoch)
+
+        history, best, stale, start_epoch, elapsed = [], -1.0, 0, 0, 0.0
+        if self.state is not None:
+            model.load_state_dict(self.state["model_state"])
+            optimizer.load_state_dict(self.state["optimizer_state"])
+            scheduler.load_state_dict(self.state["scheduler_state"])
+            history, best, stale = self.state["history"], self.state["best_val_acc"], self.state["stale_epochs"]
+            start_epoch, elapsed = self.state["epoch"], self.state["elapsed_s"]
+            self.log(f"resuming {self.out} after epoch {start_epoch}/{cfg.epochs}")
+        (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+
+        params = count_parameters(model)
+        self.log(f"{cfg.model}: {params:,} parameters | train {len(train):,} ({cfg.train_split}) | "
+                 f"val {len(val):,} ({cfg.val_split}) | {device} | {cfg.epochs} epochs x {steps_per_epoch} steps")
+        meta = {"arch": cfg.model, "arch_kwargs": dict(cfg.model_kwargs), "labels": list(labels),
+                "preprocess": dict(PREPROCESS), "config": cfg.to_dict(), "parameters": params, "tta": list(cfg.tta)}
+        images = torch.from_numpy(train.images)
+        targets = soft_targets(train, cfg.soft_labels)
+        weights = class_weight_vector(train.labels, len(labels), cfg.class_weights)
+        augmenter = Augmenter(self.augment_config)
+        board = TensorBoardLogger(self.out / "tensorboard") if cfg.tensorboard else None
+
+        epoch = start_epoch
+        for epoch in range(start_epoch, cfg.epochs):
+            started = time.time()
+            train_loss, train_acc = self._train_epoch(model, optimizer, scheduler if per_batch else None, images,
+                                                      targets, train.labels, weights, augmenter, epoch, device,
+                                                      steps_per_epoch, elapsed)
+            probs = predict_proba(model, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
+                                  bf16=cfg.bf16)
+            report = classification_report(val.labels, probs.argmax(1), labels)
+            val_loss = float(-np.log(np.clip(probs[np.arange(len(val)), val.labels], 1e-12, None)).mean())
+            if not per_batch:
+                scheduler.step(report["accuracy"])
+            seconds = time.time() - started
+            elapsed += seconds
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+                   "train_acc": train_acc, "val_loss": val_loss, "val_acc": report["accuracy"],
+                   "val_macro_f1": report["macro_f1"], "seconds": round(seconds, 1),
+                   "img_per_s": round(steps_per_epoch * cfg.batch_size / seconds, 1)}
+            history.append(row)
+            improved = report["accuracy"] > best
+            if improved:
+                best, stale = report["accuracy"], 0
+                save_checkpoint(self.out / "best.pt", {
+                    **meta, "model_state": model.state_dict(), "epoch": epoch + 1, "elapsed_s": elapsed,
+                    "metrics": {"val_split": cfg.val_split, "val_acc": best, "val_macro_f1": report["macro_f1"],
+                                "train_acc": train_acc}})
+            else:
+                stale += 1
+            save_checkpoint(self.out / "last.pt", {
+                **meta, "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
+                "scheduler_state": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+                "best_val_acc": best, "stale_epochs": stale, "elapsed_s": elapsed})
+            write_history(self.out / "history.csv", history)
+            plot_curves(self.out / "curves.png", history, title=f"{cfg.model} on {Path(cfg.data).name}")
+            if board:
+                board.log(row)
+            eta = elapsed / (epoch + 1) * (cfg.epochs - epoch - 1)
+            self.log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f} acc {train_acc:.4f} | "
+                     f"{cfg.val_split} loss {val_loss:.4f} acc {report['accuracy']:.4f} "
+                     f"macro-F1 {report['macro_f1']:.4f}{' *' if improved else ''} | {seconds:.0f}s "
+                     f"{row['img_per_s']:.0f} img/s | ETA {_format_eta(eta)}")
+            if cfg.early_stopping and stale >= cfg.early_stopping:
+                self.log(f"early stop: no {cfg.val_split} improvement in {stale} epochs")
+                break
+            if stop_after_epochs is not None and epoch + 1 - start_epoch >= stop_after_epochs:
+                break
+        if board:
+            board.close()
+        return {"best_val_acc": best, "epochs_run": len(history), "elapsed_s": elapsed, "out": str(self.out),
+                "parameters": params}
+
+    def _train_epoch(self, model, optimizer, batch_scheduler, images, targets, hard_labels, weights, augmenter,
+                     epoch, device, steps, elapsed) -> tuple[float, float]:
+        from tqdm import tqdm
+
+        cfg = self.config
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        torch.manual_seed(cfg.seed * 7919 + epoch)  # dropout
+        order = torch.randperm(len(images), generator=gen)
+        hard = torch.from_numpy(hard_labels)
+        smoothing = cfg.label_smoothing
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        started = time.time()
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not cfg.progress, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                   dynamic_ncols=True)
+        for step in bar:
+            index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = augmenter(images[index].unsqueeze(1).float() / 255.0, gen)
+            t = targets[index]
+            x, t = mix_batch(x, t, self.augment_config, gen)
+            if smoothing:
+                t = t * (1 - smoothing) + smoothing / t.shape[1]
+            x, t = normalise_unit(x).to(device, non_blocking=True), t.to(device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(x)
+            log_probs = F.log_softmax(logits.float(), dim=1)
+            per_sample = -(t * log_probs).sum(dim=1)
+            if weights is not None:
+                w = (t * weights.to(device)).sum(dim=1)
+                loss = (per_sample * w).sum() / w.sum()
+            else:
+                loss = per_sample.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if batch_scheduler is not None:
+                batch_scheduler.step()
+            if not torch.isfinite(loss):
+                raise FerkitError(f"training diverged at epoch {epoch + 1}, step {step + 1} (loss {loss.item()}); "
+                                  "lower the learning rate")
+            total_loss += loss.item() * len(index)
+            correct += int((logits.argmax(1).cpu() == hard[index]).sum())
+            seen += len(index)
+            rate = seen / (time.time() - started)
+            run_eta = (steps - step - 1) * cfg.batch_size / rate + (cfg.epochs - epoch - 1) * steps * cfg.batch_size / rate
+            bar.set_postfix_str(refresh=False, s=f"loss {total_loss / seen:.3f} acc {correct / seen:.3f} {rate:.0f} img/s "
+                                f"run ETA {_format_eta(run_eta)}")
+        bar.close()
+        return total_loss / seen, correct / seen
+
+
+def train(config: TrainConfig | None, out_dir: str | Path, resume: bool = False, epochs: int | None = None,
+          log=print, stop_after_epochs: int | None = None) -> dict:
+    return Trainer(config, out_dir, resume=resume, epochs=epochs, log=log).run(stop_after_epochs=stop_after_epochs)

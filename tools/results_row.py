@@ -1,0 +1,47 @@
+"""One docs/results.md row for a run: evaluates its best checkpoint on Training, PublicTest and PrivateTest.
+
+    python tools/results_row.py runs/vgg32 --data ../shared/data/fer2013/fer2013.csv.gz --command "ferkit train ..."
+
+The checkpoint was selected on PublicTest by the training run; PrivateTest is only reported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+
+import torch
+
+from ferkit.evaluate.evaluate import evaluate_classifier, evaluation_data
+from ferkit.runtime.models import TorchClassifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--command", required=True, help="the exact training command")
+    parser.add_argument("--tta", default=None, choices=["none", "flip"])
+    args = parser.parse_args()
+    classifier = TorchClassifier.load(args.run)
+    tta = None if args.tta is None else ([] if args.tta == "none" else [args.tta])
+    scores = {}
+    for split in ("Training", "PublicTest", "PrivateTest"):
+        faces = evaluation_data(args.data, split, classifier.labels)
+        scores[split] = evaluate_classifier(classifier, faces, tta=tta)
+    state = classifier.state
+    config = state["config"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    minutes = state.get("elapsed_s", 0) / 60
+    cpu = f"{platform.machine()} {torch.get_num_threads()} threads"
+    tta_used = ",".join(scores["PrivateTest"]["tta"]) or "none"
+    print(f"| {config['model']} | {state.get('parameters', 0):,} | 48×48×1 | {state['epoch']}/{config['epochs']} | "
+          f"{config['batch_size']} | {config['optimizer']} {config['lr']} {config['schedule']} | {minutes:.0f} min | "
+          f"{scores['Training']['accuracy']:.4f} | {scores['PublicTest']['accuracy']:.4f} | "
+          f"{scores['PrivateTest']['accuracy']:.4f} | {scores['PrivateTest']['macro_f1']:.4f} | {tta_used} | "
+          f"{commit} | {cpu} | `{args.command}` |")
+
+
+if __name__ == "__main__":
+    main()
