@@ -29,6 +29,9 @@ from ferkit.train.config import TrainConfig
 from ferkit.vision.crop import PREPROCESS, normalise_unit
 
 
+RUNTIME_KEYS = ("threads", "device", "progress", "tensorboard")
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -119,8 +122,9 @@ def _format_eta(seconds: float) -> str:
 
 class Trainer:
     def __init__(self, config: TrainConfig | None, out_dir: str | Path, resume: bool = False,
-                 epochs: int | None = None, log=print):
-        """With resume, the run's own saved config is used; `epochs` may extend it."""
+                 epochs: int | None = None, runtime: dict | None = None, log=print):
+        """With resume, the run's own saved config is used; `epochs` may extend it, and `runtime` may change
+        settings that do not change what is learned (threads, device, progress bar, TensorBoard)."""
         self.out = Path(out_dir)
         self.log = log
         self.state = None
@@ -131,6 +135,11 @@ class Trainer:
             raise FerkitError("no training config given")
         if epochs:
             config.epochs = epochs
+        for key, value in (runtime or {}).items():
+            if key not in RUNTIME_KEYS:
+                raise FerkitError(f"{key} cannot change when resuming (only {', '.join(RUNTIME_KEYS)})")
+            if value is not None:
+                setattr(config, key, value)
         self.config = config
         if not config.data:
             raise FerkitError("no data: pass --data PATH (a FER2013 csv or a folder of class folders)")
@@ -285,5 +294,6 @@ class Trainer:
 
 
 def train(config: TrainConfig | None, out_dir: str | Path, resume: bool = False, epochs: int | None = None,
-          log=print, stop_after_epochs: int | None = None) -> dict:
-    return Trainer(config, out_dir, resume=resume, epochs=epochs, log=log).run(stop_after_epochs=stop_after_epochs)
+          runtime: dict | None = None, log=print, stop_after_epochs: int | None = None) -> dict:
+    return Trainer(config, out_dir, resume=resume, epochs=epochs, runtime=runtime, log=log).run(
+        stop_after_epochs=stop_after_epochs)

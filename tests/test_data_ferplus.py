@@ -1,0 +1,198 @@
+"""FER+ relabelling: majority vote, row alignment with FER2013, vote distributions, misalignment errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ferkit.data import load_dataset
+from ferkit.data.fer2013 import load_fer2013
+from ferkit.data.ferplus import find_ferplus, load_ferplus, majority_labels, read_votes
+from ferkit.errors import FerkitError
+from ferkit.labels import FERPLUS_EMOTIONS, USAGES
+
+from conftest import DEFAULT_USAGE
+
+HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+
+
+def test_majority_labels_hand_written():
+    #                 neu hap sur sad ang dis fea con unk NF
+    votes = np.array([[4, 0, 0, 1, 3, 2, 0, 0, 0, 0],    # neutral
+                      [0, 9, 1, 0, 0, 0, 0, 0, 0, 0],    # happy
+                      [0, 0, 0, 0, 0, 0, 0, 10, 0, 0],   # contempt, the last emotion column
+                      [0, 3, 3, 0, 0, 0, 2, 0, 2, 0],    # tie happy/surprise → first column: happy
+                      [0, 0, 0, 0, 4, 4, 0, 0, 0, 2],    # tie anger/disgust → anger
+                      [1, 0, 0, 0, 0, 0, 0, 0, 6, 3],    # unknown on top → -1
+                      [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],   # NF on top → -1
+                      [2, 0, 0, 0, 0, 0, 0, 0, 5, 5],    # unknown and NF tie on top → -1
+                      [4, 0, 0, 0, 0, 0, 0, 0, 4, 2],    # emotion ties unknown → first column: neutral
+                      [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])   # no votes at all → -1
+    expected = [0, 1, 7, 1, 4, -1, -1, -1, 0, -1]
+    assert majority_labels(votes).tolist() == expected
+    assert [FERPLUS_EMOTIONS[i] for i in expected[:5]] == ["neutral", "happy", "contempt", "happy", "angry"]
+
+
+# Votes for 16 rows, aligned with conftest's 16 fer_rows and their default usages.
+VOTES = [
+    [4, 0, 0, 1, 3, 2, 0, 0, 0, 0],   # 0 neutral
+    [0, 10, 0, 0, 0, 0, 0, 0, 0, 0],  # 1 happy
+    [0, 0, 0, 0, 0, 0, 0, 0, 2, 8],   # 2 NF → dropped
+    [1, 1, 6, 0, 0, 0, 2, 0, 0, 0],   # 3 surprise
+    [0, 0, 0, 7, 0, 0, 0, 0, 3, 0],   # 4 sad
+    [0, 0, 0, 0, 0, 0, 0, 0, 9, 1],   # 5 unknown → dropped
+    [0, 0, 0, 0, 5, 5, 0, 0, 0, 0],   # 6 tie anger/disgust → angry
+    [0, 0, 0, 0, 0, 3, 0, 0, 0, 0],   # 7 disgust (only 3 votes: distribution still sums to 1)
+    [0, 0, 1, 0, 0, 0, 8, 1, 0, 0],   # 8 fear
+    [2, 0, 0, 0, 0, 0, 0, 7, 1, 0],   # 9 contempt
+    [5, 5, 0, 0, 0, 0, 0, 0, 0, 0],   # 10 tie neutral/happy → neutral
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # 11 NF → dropped
+    [0, 2, 0, 0, 0, 0, 0, 0, 0, 0],   # 12 happy
+    [1, 0, 0, 9, 0, 0, 0, 0, 0, 0],   # 13 sad
+    [3, 0, 0, 0, 0, 0, 0, 0, 3, 4],   # 14 NF → dropped
+    [0, 0, 4, 0, 0, 0, 0, 0, 0, 0],   # 15 surprise
+]
+LABELS = [0, 1, -1, 2, 3, -1, 4, 5, 6, 7, 0, -1, 1, 3, -1, 2]
+
+
+def write_ferplus(path, votes=VOTES, usages=None, newline="\n", names=True):
+    usages = usages or [DEFAULT_USAGE[i % len(DEFAULT_USAGE)] for i in range(len(votes))]
+    lines = [HEADER]
+    for i, (row, usage) in enumerate(zip(votes, usages)):
+        name = f"fer{i:07d}.png" if names and sum(row[:8]) else ""  # FER+ leaves NF-only rows unnamed
+        lines.append(",".join([usage, name, *map(str, row)]))
+    data = (newline.join(lines) + newline).encode()
+    if str(path).endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "wb") as handle:
+            handle.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def small_fer2013(tmp_path, fer_rows, write_fer_csv):
+    return load_fer2013(write_fer_csv(tmp_path / "fer2013.csv", fer_rows))
+
+
+def check_ferplus(faces, fer_rows, keep):
+    assert faces.label_names == FERPLUS_EMOTIONS and faces.num_classes == 8
+    assert faces.labels.tolist() == [LABELS[i] for i in keep]
+    np.testing.assert_array_equal(faces.rows, keep)
+    np.testing.assert_array_equal(faces.images, np.stack([fer_rows[i][1] for i in keep]))
+    np.testing.assert_array_equal(faces.usage, [USAGES.index(DEFAULT_USAGE[i]) for i in keep])
+    assert faces.votes.dtype == np.float32 and faces.votes.shape == (len(keep), 8)
+    np.testing.assert_allclose(faces.votes.sum(axis=1), 1.0, rtol=1e-6)
+    expected = np.array([VOTES[i][:8] for i in keep], np.float64)
+    np.testing.assert_allclose(faces.votes, expected / expected.sum(axis=1, keepdims=True), rtol=1e-6)
+    # the majority label is the arg-max of the distribution
+    np.testing.assert_array_equal(faces.votes.argmax(axis=1), faces.labels)
+
+
+@pytest.mark.parametrize("name,newline", [("fer2013new.csv", "\n"), ("fer2013new.csv.gz", "\r\n")])
+def test_load_ferplus_small(tmp_path, fer_rows, small_fer2013, name, newline):
+    path = write_ferplus(tmp_path / name, newline=newline)
+    faces = load_ferplus(small_fer2013, path)
+    keep = [i for i, label in enumerate(LABELS) if label >= 0]
+    check_ferplus(faces, fer_rows, keep)
+    assert faces.info["ferplus_dropped"] == 4
+    assert len(faces) + faces.info["ferplus_dropped"] == len(small_fer2013)
+    assert faces.class_counts().tolist() == [2, 2, 2, 2, 1, 1, 1, 1]
+
+
+def test_ferplus_aligns_by_row_after_skipped_fer2013_rows(tmp_path, fer_rows, write_fer_csv):
+    """A bad FER2013 row skipped with skip_bad_rows must not shift the FER+ labels of the rows after it."""
+    bad = {1: "0,1 2 3,Training", 8: "9," + " ".join(["0"] * 2304) + ",Training"}
+    fer = load_fer2013(write_fer_csv(tmp_path / "fer2013.csv", fer_rows, lines=bad), skip_bad_rows=True)
+    assert fer.info["bad_rows"] == 2
+    faces = load_ferplus(fer, write_ferplus(tmp_path / "fer2013new.csv"))
+    keep = [i for i, label in enumerate(LABELS) if label >= 0 and i not in bad]
+    check_ferplus(faces, fer_rows, keep)
+    assert faces.info["ferplus_dropped"] == 4
+    assert faces.info["bad_rows"] == 2  # the FER2013 parse info is carried along
+
+
+def test_ferplus_split_subset_keeps_alignment(tmp_path, fer_rows, small_fer2013):
+    public = small_fer2013.split("PublicTest")  # rows 10, 11, 12
+    faces = load_ferplus(public, write_ferplus(tmp_path / "fer2013new.csv"))
+    assert faces.rows.tolist() == [10, 12] and faces.labels.tolist() == [0, 1]
+    assert faces.info["ferplus_dropped"] == 1
+
+
+def test_usage_mismatch_raises(tmp_path, small_fer2013):
+    usages = list(DEFAULT_USAGE)
+    usages[5] = "PrivateTest"
+    path = write_ferplus(tmp_path / "fer2013new.csv", usages=usages)
+    with pytest.raises(FerkitError, match="Usage"):
+        load_ferplus(small_fer2013, path)
+
+
+def test_shifted_ferplus_file_raises(tmp_path, small_fer2013):
+    """One missing row at the start shifts every row: the usages disagree at the split boundaries."""
+    path = write_ferplus(tmp_path / "fer2013new.csv", votes=VOTES[1:] + [VOTES[0]],
+                         usages=list(DEFAULT_USAGE[1:]) + ["PrivateTest"])
+    with pytest.raises(FerkitError, match="misaligned"):
+        load_ferplus(small_fer2013, path)
+
+
+def test_ferplus_file_too_short_raises(tmp_path, small_fer2013):
+    path = write_ferplus(tmp_path / "fer2013new.csv", votes=VOTES[:10], usages=list(DEFAULT_USAGE[:10]))
+    with pytest.raises(FerkitError, match="10 rows"):
+        load_ferplus(small_fer2013, path)
+
+
+def test_malformed_ferplus_rows_name_their_line(tmp_path):
+    path = write_ferplus(tmp_path / "fer2013new.csv")
+    lines = path.read_text().splitlines()
+    lines[4] = lines[4].replace(",0,", ",x,", 1)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(FerkitError, match=r"\bline 5\b"):
+        read_votes(path)
+    lines = write_ferplus(tmp_path / "b.csv").read_text().splitlines()
+    lines[7] = "Validation," + lines[7].split(",", 1)[1]
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(FerkitError, match=r"\bline 8\b"):
+        read_votes(tmp_path / "b.csv")
+    (tmp_path / "c.csv").write_text("Usage,Image name,neutral,happiness\nTraining,a.png,1,2\n")
+    with pytest.raises(FerkitError, match="missing column"):
+        read_votes(tmp_path / "c.csv")
+
+
+def test_read_votes_keeps_empty_image_names(tmp_path):
+    votes, usage = read_votes(write_ferplus(tmp_path / "fer2013new.csv"))
+    assert votes.shape == (16, 10) and votes.tolist() == VOTES
+    assert usage.tolist() == [USAGES.index(u) for u in DEFAULT_USAGE]
+
+
+def test_load_dataset_finds_ferplus_beside_the_csv(tmp_path, fer_rows, write_fer_csv):
+    csv = write_fer_csv(tmp_path / "fer2013.csv.gz", fer_rows)
+    with pytest.raises(FerkitError, match="fer2013new"):
+        find_ferplus(csv)
+    write_ferplus(tmp_path / "fer2013new.csv.gz")
+    assert find_ferplus(csv) == tmp_path / "fer2013new.csv.gz"
+    faces = load_dataset(csv, labels="ferplus")
+    check_ferplus(faces, fer_rows, [i for i, label in enumerate(LABELS) if label >= 0])
+    with pytest.raises(FerkitError, match="label set"):
+        load_dataset(csv, labels="fer2014")
+
+
+@pytest.mark.slow
+def test_real_ferplus(fer2013_full, ferplus_path):
+    faces = load_ferplus(fer2013_full, ferplus_path)
+    dropped = faces.info["ferplus_dropped"]
+    print(f"FER+: {len(faces)} rows kept, {dropped} dropped (unknown / not a face); "
+          f"class counts {dict(zip(FERPLUS_EMOTIONS, faces.class_counts().tolist()))}")
+    assert faces.num_classes == 8 and faces.label_names == FERPLUS_EMOTIONS
+    assert len(faces) + dropped == len(fer2013_full) == 35887
+    # 173 rows are unnamed NF rows (README), and some more have 'unknown' on top; far from most of the data.
+    assert 173 <= dropped < 2000
+    counts = faces.class_counts()
+    assert (counts > 0).all() and counts.sum() == len(faces)
+    assert counts.argmax() == FERPLUS_EMOTIONS.index("neutral")  # FER+ is dominated by neutral, then happy
+    assert counts.argsort()[-2] == FERPLUS_EMOTIONS.index("happy")
+    np.testing.assert_allclose(faces.votes.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(faces.votes.argmax(axis=1), faces.labels)
+    # the images are FER2013's own rows, by position
+    np.testing.assert_array_equal(faces.images, fer2013_full.images[faces.rows])
