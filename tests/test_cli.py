@@ -58,7 +58,7 @@ def test_models_lists_architectures_with_parameter_counts(capsys):
 
 def test_predict_prints_seven_probabilities_and_writes_json(tiny_run, tmp_path, capsys):
     out_json = tmp_path / "out.json"
-    assert main(["predict", str(SAMPLE), "--model", str(tiny_run), "--json", str(out_json)]) == 0
+    assert main(["predict", str(SAMPLE), "--crops", "--model", str(tiny_run), "--json", str(out_json)]) == 0
     records = json.loads(out_json.read_text())
     assert len(records) == 1
     record = records[0]
@@ -78,7 +78,7 @@ def test_predict_goes_on_past_bad_files_and_exits_non_zero(tiny_run, tmp_path, c
     ok, encoded = cv2.imencode(".jpg", cv2.imread(str(SAMPLE)))
     truncated.write_bytes(encoded.tobytes()[: len(encoded) // 3])
     out_json = tmp_path / "out.json"
-    code = main(["predict", str(SAMPLE), str(empty), str(text), str(tmp_path / "missing.png"), "--model",
+    code = main(["predict", "--crops", str(SAMPLE), str(empty), str(text), str(tmp_path / "missing.png"), "--model",
                  str(tiny_run), "--json", str(out_json)])
     captured = capsys.readouterr()
     assert code == 1

@@ -40,7 +40,7 @@ def _config(data, **changes) -> TrainConfig:
     values = dict(model="mini_xception", data=str(data), epochs=2, batch_size=64, optimizer="adam", lr=3e-3,
                   schedule="cosine", subset=512, augment={"rotation": 10, "shift": 0.1, "hflip": True,
                                                           "erasing": 0.2, "mixup": 0.2},
-                  label_smoothing=0.1, threads=2, progress=False, seed=3)
+                  label_smoothing=0.1, threads=1, progress=False, seed=3)
     values.update(changes)
     return TrainConfig.from_dict(values)
 
@@ -71,10 +71,10 @@ def test_one_epoch_on_512_real_images_lowers_the_loss(small_csv, tmp_path):
 
 
 def test_resumed_run_ends_with_the_same_weights(small_csv, tmp_path):
-    config = _config(small_csv, epochs=3)
+    config = _config(small_csv, epochs=3, subset=256)
     train(config, tmp_path / "straight", log=lambda *_: None)
     # "Kill" after one epoch (the checkpoint of epoch 1 is on disk), then resume to the end.
-    train(_config(small_csv, epochs=3), tmp_path / "resumed", log=lambda *_: None, stop_after_epochs=1)
+    train(_config(small_csv, epochs=3, subset=256), tmp_path / "resumed", log=lambda *_: None, stop_after_epochs=1)
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
     train(None, tmp_path / "resumed", resume=True, log=lambda *_: None)
 

@@ -3,4 +3,13 @@
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
 
 __version__ = "0.1.0"
-__all__ = ["EMOTIONS", "FERPLUS_EMOTIONS", "__version__"]
+__all__ = ["EMOTIONS", "FERPLUS_EMOTIONS", "Recognizer", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so `import ferkit` stays light: the recognizer pulls in OpenCV and ONNX Runtime (never torch).
+    if name == "Recognizer":
+        from ferkit.runtime.recognizer import Recognizer
+
+        return Recognizer
+    raise AttributeError(f"module 'ferkit' has no attribute {name!r}")

@@ -22,7 +22,9 @@ def _add_train(sub) -> None:
     p.add_argument("--data", help="FER2013 csv(.gz) or a folder of class folders")
     p.add_argument("--out", required=True, help="run folder: checkpoints, history.csv, curves.png")
     p.add_argument("--config", help="YAML file of TrainConfig values")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (its saved config; --epochs may extend "
+                        "it, --threads/--device/--no-progress/--tensorboard may change)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -47,7 +49,9 @@ def cmd_train(args) -> int:
     from ferkit.train.engine import train
 
     if args.resume:
-        summary = train(None, args.out, resume=True, epochs=args.epochs)
+        runtime = {"threads": args.threads, "device": args.device, "progress": args.progress,
+                   "tensorboard": args.tensorboard}
+        summary = train(None, args.out, resume=True, epochs=args.epochs, runtime=runtime)
     else:
         config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
         flags = {"model": args.model, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
@@ -128,36 +132,256 @@ def cmd_evaluate(args) -> int:
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="the seven expression probabilities for each image (one face crop each)")
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
-    p.add_argument("--model", default="default", help="shipped model name, run folder or checkpoint file")
+    p = sub.add_parser(
+        "predict", help="find faces in images, folders, videos or a camera and give their expressions",
+        description="Detect faces, align them and give the expression probabilities of each. Images, folders and "
+                    "glob patterns are processed in batches; videos give an annotated video, a per-frame CSV, a "
+                    "timeline PNG and a per-face-track summary. With --crops each image is taken as one face crop "
+                    "(no detection).")
+    p.add_argument("inputs", nargs="*", help="image or video files, folders or glob patterns")
+    p.add_argument("--model", default="default", help="shipped model name, run folder, checkpoint or .onnx file")
     p.add_argument("--tta", choices=["none", "flip"], help="test-time augmentation (default: the model's own)")
     p.add_argument("--json", help="write one record per face as JSON here")
+    p.add_argument("--csv", help="write one row per face as CSV here")
+    p.add_argument("--annotate", metavar="DIR", help="write annotated images and per-face probability charts here")
+    p.add_argument("--crops", action="store_true", help="each image is already one face crop: no detection")
+    p.add_argument("--camera", metavar="INDEX_OR_URL", help="run live on a camera index (0) or a stream URL")
+    p.add_argument("--detector", default="retinaface", help="face detector back-end: retinaface (default) or haar")
+    p.add_argument("--threshold", type=float, help="face detection confidence threshold (0..1)")
+    p.add_argument("--min-face", type=int, default=20, help="smallest face side in pixels (default 20)")
+    p.add_argument("--preprocess", default="none",
+                   help="crop preprocessing: none, or a comma list of equalize, clahe, gamma, smooth")
+    p.add_argument("--no-align", dest="align", action="store_false", help="do not rotate faces to level the eyes")
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="classifier runtime (default onnx)")
+    p.add_argument("--batch-size", type=int, default=32, help="images decoded and classified together")
+    p.add_argument("--video-dir", default="ferkit-output", metavar="DIR",
+                   help="where video results go (annotated mp4, frames CSV, timeline PNG, tracks JSON)")
+    p.add_argument("--max-frames", type=int, help="stop a video or camera after this many frames")
+    p.add_argument("--no-show", dest="show", action="store_false", help="no live window for --camera")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="do not print one line per face")
     p.set_defaults(func=cmd_predict)
 
 
-def cmd_predict(args) -> int:
-    from ferkit.media.inputs import expand_inputs
-    from ferkit.runtime.crops import predict_crop_files
-    from ferkit.runtime.models import TorchClassifier
+def _split_inputs(inputs):
+    """(image paths, video paths) from files, folders and patterns; unknown files count as images so that
+    reading them reports the problem."""
+    import glob as globmod
 
-    classifier = TorchClassifier.load(args.model)
-    paths = expand_inputs(args.inputs)
-    if not paths:
-        raise FerkitError("no images found in the given inputs")
-    tta = None if args.tta is None else ([] if args.tta == "none" else [args.tta])
-    records, errors = predict_crop_files(paths, classifier, tta=tta)
+    from ferkit.media.inputs import expand_inputs
+    from ferkit.media.video import is_video_path
+
+    images, videos = [], []
+    for item in inputs:
+        text = str(item)
+        if any(ch in text for ch in "*?[") and not Path(text).exists():
+            videos += [Path(m) for m in sorted(globmod.glob(text, recursive=True)) if is_video_path(m)]
+            found = expand_inputs([text])
+            if videos and len(found) == 1 and not found[0].exists():
+                continue  # the pattern matched videos only
+            images += found
+        elif Path(text).is_dir():
+            images += expand_inputs([text])
+            videos += sorted(p for p in Path(text).rglob("*") if p.is_file() and is_video_path(p))
+        elif is_video_path(text):
+            videos.append(Path(text))
+        else:
+            images.append(Path(text))
+    return images, videos
+
+
+def _print_records(records) -> None:
     for record in records:
         probs = "  ".join(f"{k} {v:.3f}" for k, v in record["probabilities"].items())
-        print(f"{record['source']}: {record['emotion']} ({record['score']:.3f})  |  {probs}")
+        where = "" if record.get("frame") is None else f" frame {record['frame']}"
+        print(f"{record['source']}{where} {record['box']}: {record['emotion']} ({record['score']:.3f})  |  {probs}")
+
+
+def _unique_stem(path: Path, used: set) -> str:
+    stem, n = path.stem, 2
+    while stem in used:
+        stem, n = f"{path.stem}-{n}", n + 1
+    used.add(stem)
+    return stem
+
+
+def cmd_predict(args) -> int:
+    try:
+        return _cmd_predict(args)
+    except OSError as exc:  # an output folder or file that cannot be written
+        raise FerkitError(f"{exc.filename or ''}: cannot write ({exc.strerror})") from None
+
+
+def _cmd_predict(args) -> int:
+    from ferkit.runtime.crops import predict_crop_files
+    from ferkit.runtime.recognizer import Recognizer, load_classifier
+
+    tta = None if args.tta is None else ([] if args.tta == "none" else [args.tta])
+    if not args.inputs and args.camera is None:
+        raise FerkitError("give image or video files, folders or patterns, or --camera INDEX_OR_URL")
+    if args.batch_size < 1:
+        raise FerkitError("--batch-size must be at least 1")
+    images, videos = _split_inputs(args.inputs)
+    if args.inputs and not images and not videos:
+        raise FerkitError("no images found in the given inputs")
+    records, errors, no_face = [], [], []
+    labels = None
+
+    if args.crops:
+        if videos or args.camera is not None:
+            raise FerkitError("--crops takes image files only (each one face crop), not videos or a camera")
+        classifier = load_classifier(args.model, args.backend)
+        labels = classifier.labels
+        records, errors = predict_crop_files(images, classifier, tta=tta)
+        if not args.quiet:
+            _print_records(records)
+    else:
+        recognizer = Recognizer(args.model, detector=args.detector, threshold=args.threshold, min_face=args.min_face,
+                                preprocess=args.preprocess, tta=tta, align=args.align, backend=args.backend)
+        labels = recognizer.labels
+        if images:
+            records += _predict_images(recognizer, images, args, errors, no_face)
+        for video in videos:
+            records += _predict_video(recognizer, video, args, errors)
+        if args.camera is not None:
+            records += _predict_camera(recognizer, args)
+
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(records, indent=2))
+        from ferkit.runtime.outputs import write_json
+
+        write_json(records, args.json)
+    if args.csv:
+        from ferkit.runtime.outputs import write_csv
+
+        write_csv(records, args.csv, labels)
+    if no_face:
+        print(f"no face found in {len(no_face)} image(s): {', '.join(no_face[:10])}"
+              f"{' …' if len(no_face) > 10 else ''}", file=sys.stderr)
     if errors:
-        print(f"{len(errors)} of {len(paths)} input(s) could not be read:", file=sys.stderr)
+        total = len(images) + len(videos)
+        print(f"{len(errors)} of {total} input(s) could not be read:", file=sys.stderr)
         for message in errors:
             print(f"  {message}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _predict_images(recognizer, paths, args, errors, no_face) -> list[dict]:
+    from ferkit.media.images import read_image
+
+    records, used = [], set()
+    bar = None
+    if args.progress and len(paths) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), unit="image", desc="predict", leave=False)
+    annotate = Path(args.annotate) if args.annotate else None
+    for start in range(0, len(paths), args.batch_size):
+        arrays, names = [], []
+        for path in paths[start:start + args.batch_size]:
+            try:
+                arrays.append(read_image(path))
+                names.append(path)
+            except FerkitError as exc:
+                errors.append(str(exc))
+        results = recognizer.predict_batch(arrays, sources=[str(n) for n in names]) if arrays else []
+        for array, path, faces in zip(arrays, names, results):
+            if not faces:
+                no_face.append(str(path))
+            records += faces
+            if not args.quiet:
+                if bar:
+                    bar.clear()
+                _print_records(faces)
+            if annotate:
+                _annotate_image(array, faces, annotate, _unique_stem(path, used))
+        if bar:
+            bar.update(len(paths[start:start + args.batch_size]))
+    if bar:
+        bar.close()
+    return records
+
+
+def _annotate_image(image, faces, folder: Path, stem: str) -> None:
+    import cv2
+
+    from ferkit.render.charts import probability_chart
+    from ferkit.render.overlay import draw_faces
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / f"{stem}.jpg"), draw_faces(image, faces))
+    for i, face in enumerate(faces):
+        probability_chart(face, folder / f"{stem}.face{i}.png", title=f"{stem} face {i}: {face['emotion']} "
+                                                                        f"({face['score']:.2f})")
+
+
+def _predict_video(recognizer, path: Path, args, errors) -> list[dict]:
+    from ferkit.runtime.videos import process_video
+
+    out = Path(args.annotate or args.video_dir)
+    try:
+        result = process_video(recognizer, path, out_video=out / f"{path.stem}.annotated.mp4",
+                               csv_path=out / f"{path.stem}.frames.csv", timeline_path=out / f"{path.stem}.timeline.png",
+                               summary_path=out / f"{path.stem}.tracks.json", max_frames=args.max_frames,
+                               progress=args.progress)
+    except FerkitError as exc:
+        errors.append(str(exc))
+        return []
+    print(f"{path}: {result['frames']} frames, {len(result['tracks'])} face track(s), "
+          f"{result['frames'] / max(result['seconds'], 1e-9):.1f} frames/s; results in {out}/{path.stem}.*")
+    for track in result["tracks"]:
+        print(f"  face #{track['track']}: frames {track['first_frame']}-{track['last_frame']} "
+              f"({track['frames']} seen), mostly {track['emotion']} ({track['score']:.2f})")
+    if result["truncated"] and args.max_frames is None:
+        errors.append(f"{path}: stopped after {result['frames']} of {result.get('frame_count') or 'the'} frames: "
+                      f"the file is truncated or corrupt (results cover the readable part)")
+    return result["records"]
+
+
+def _predict_camera(recognizer, args) -> list[dict]:
+    from ferkit.media.video import has_display, parse_camera
+    from ferkit.runtime.videos import process_video
+
+    source = parse_camera(args.camera)
+    show = args.show and has_display()
+    out = Path(args.annotate) if args.annotate else None
+    if not show:
+        print(f"no display: running headless on camera {args.camera} (Ctrl-C to stop)", file=sys.stderr)
+
+    def report(index, faces):
+        if not show and not args.quiet and faces:
+            text = ", ".join(f"#{f['track']} {f['emotion']} {f['score']:.2f}" for f in faces)
+            print(f"frame {index}: {text}", flush=True)
+
+    try:
+        result = process_video(recognizer, source, out_video=out / "camera.annotated.mp4" if out else None,
+                               csv_path=out / "camera.frames.csv" if out else None,
+                               timeline_path=out / "camera.timeline.png" if out else None,
+                               summary_path=out / "camera.tracks.json" if out else None, show=show,
+                               max_frames=args.max_frames, progress=False, on_frame=report)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return []
+    print(f"camera {args.camera}: {result['frames']} frames, {len(result['tracks'])} face track(s)")
+    return result["records"]
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX (verified against PyTorch)",
+                       description="Write the model as ONNX: float32 N×1×48×48 normalised crops in, probabilities "
+                                   "out; labels, TTA and preprocessing in the metadata. Fails if ONNX Runtime's "
+                                   "outputs differ from PyTorch's by more than 1e-4.")
+    p.add_argument("--model", default="default", help="shipped model name, run folder or checkpoint file")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from ferkit.runtime.export import export_onnx
+
+    path = export_onnx(args.model, args.out, opset=args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); outputs match PyTorch within 1e-4")
     return 0
 
 
@@ -197,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_predict(sub)
+    _add_export(sub)
     _add_augment(sub)
     return parser
 

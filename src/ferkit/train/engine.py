@@ -87,7 +87,7 @@ def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     """Returns (scheduler, steps_per_batch): per-batch schedulers step every batch, plateau once per epoch."""
     total = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
-    floor = config.min_lr / config.lr
+    floor = min(1.0, config.min_lr / config.lr) if config.lr > 0 else 0.0
     if config.schedule == "cosine":
         def factor(step: int) -> float:
             if step < warmup:

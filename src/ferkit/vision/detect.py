@@ -159,7 +159,7 @@ class RetinaFaceDetector(FaceDetector):
     """RetinaFace MobileNet-0.25 in ONNX Runtime.
 
     Images are scaled so that the long side is at most max_side (default 640) before detection; when min_face
-    is large, they are scaled further so the smallest wanted face still spans about 20 px (the smallest
+    is large, they are scaled further so the smallest wanted face still spans about 48 px (the smallest
     anchor is 16 px), which makes detection of big faces much faster.
     """
 
@@ -167,7 +167,7 @@ class RetinaFaceDetector(FaceDetector):
     STEPS = (8, 16, 32)
     MIN_SIZES = ((16, 32), (64, 128), (256, 512))
     VARIANCE = (0.1, 0.2)
-    SMALLEST_FACE = 20  # px at detection scale
+    SMALLEST_FACE = 48  # px: the smallest wanted face (min_face) is kept at least this big at detection scale
 
     def __init__(self, threshold: float = 0.6, min_face: int = 20, max_side: int | None = 640,
                  nms_threshold: float = 0.4, threads: int | None = None, model_path: str | Path | None = None):

@@ -1,0 +1,146 @@
+"""Video in and out with OpenCV: files, camera indices and stream URLs; annotated mp4 output.
+
+Every failure to open or read becomes a FerkitError with a clear message (no file, not a video, corrupt or
+truncated, no camera)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # no FFmpeg chatter on stderr; failures become FerkitError
+
+import cv2  # noqa: E402
+import numpy as np
+
+from ferkit.errors import FerkitError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
+
+
+def is_video_path(path) -> bool:
+    return Path(str(path)).suffix.lower() in VIDEO_SUFFIXES
+
+
+def parse_camera(value) -> int | str:
+    """'0' → camera index 0; anything else (rtsp://…, http://…, a device path) is a stream source."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() else text
+
+
+class VideoReader:
+    """Frames of a video file, camera or stream: `for index, frame in reader` (BGR uint8).
+
+    After iterating, `frames_read` holds the count and `truncated` tells whether a file stopped well before
+    the frame count in its header (a cut or damaged file whose start is readable)."""
+
+    def __init__(self, source, max_pixels: int = 50_000_000):
+        self.source = source
+        self.is_camera = isinstance(source, int) or (isinstance(source, str) and "://" in source)
+        if not self.is_camera:
+            path = Path(source)
+            if not path.exists():
+                raise FerkitError(f"{path}: no such file")
+            if path.is_dir():
+                raise FerkitError(f"{path}: is a folder, not a video")
+            if path.stat().st_size == 0:
+                raise FerkitError(f"{path}: empty file")
+            source = str(path)
+        self.name = f"camera {source}" if isinstance(source, int) else str(source)
+        self.capture = cv2.VideoCapture(source)
+        if not self.capture.isOpened():
+            self.capture.release()
+            if isinstance(self.source, int):
+                raise FerkitError(f"camera {self.source} could not be opened (no camera there, or it is busy)")
+            if self.is_camera:
+                raise FerkitError(f"{self.name}: the stream could not be opened")
+            raise FerkitError(f"{self.name}: not a video, or a corrupt or truncated one")
+        self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not (0.5 <= self.fps <= 1000):
+            self.fps = 25.0
+        self.width = int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if self.width * self.height > max_pixels:
+            self.capture.release()
+            raise FerkitError(f"{self.name}: frames of {self.width}x{self.height} are over the limit of "
+                              f"{max_pixels:,} pixels")
+        count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 and not self.is_camera else None
+        self.frames_read = 0
+        self._first = None
+        ok, frame = self.capture.read()
+        if not ok or frame is None or frame.size == 0:
+            self.capture.release()
+            what = "no frame came from the camera" if self.is_camera else "no readable frame (corrupt or truncated)"
+            raise FerkitError(f"{self.name}: {what}")
+        self._first = frame
+
+    @property
+    def truncated(self) -> bool:
+        return self.frame_count is not None and self.frames_read < 0.9 * self.frame_count - 1
+
+    def __iter__(self):
+        if self._first is not None:
+            frame, self._first = self._first, None
+            yield self.frames_read, frame
+            self.frames_read += 1
+        while True:
+            ok, frame = self.capture.read()
+            if not ok or frame is None:
+                break
+            yield self.frames_read, frame
+            self.frames_read += 1
+
+    def close(self):
+        self.capture.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class VideoWriter:
+    """An mp4 (mp4v) writer that refuses to start silently broken."""
+
+    def __init__(self, path, fps: float, size: tuple[int, int], fourcc: str = "mp4v"):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FerkitError(f"{self.path}: cannot create its folder ({exc.strerror})") from None
+        self.size = (int(size[0]), int(size[1]))
+        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+        if not self.writer.isOpened():
+            raise FerkitError(f"{self.path}: cannot write a {fourcc} video there")
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size)
+        self.writer.write(frame)
+        self.frames += 1
+
+    def close(self):
+        self.writer.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def has_display() -> bool:
+    """Whether a live window can be shown: a display server and an OpenCV build with GUI support."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.name == "nt"):
+        return False
+    try:
+        cv2.namedWindow("ferkit-probe", cv2.WINDOW_NORMAL)
+        cv2.destroyWindow("ferkit-probe")
+        return True
+    except cv2.error:
+        return False

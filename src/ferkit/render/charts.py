@@ -1,0 +1,77 @@
+"""Charts as PNG files: one face's expression probabilities, and an emotion timeline for a video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.render.overlay import color_for
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _rgb(label):
+    b, g, r = color_for(label)
+    return (r / 255, g / 255, b / 255)
+
+
+def probability_chart(record: dict, path, title: str | None = None) -> Path:
+    """A horizontal bar chart of one face's probabilities."""
+    plt = _plt()
+    labels = list(record["probabilities"])
+    values = [record["probabilities"][k] for k in labels]
+    fig, ax = plt.subplots(figsize=(4.2, 2.8), dpi=100)
+    ax.barh(labels[::-1], values[::-1], color=[_rgb(k) for k in labels[::-1]], edgecolor="black", linewidth=0.5)
+    for i, v in enumerate(values[::-1]):
+        ax.text(min(v + 0.02, 0.9), i, f"{v:.2f}", va="center", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability")
+    ax.set_title(title or f"{record['emotion']} ({record['score']:.2f})", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def timeline_chart(rows: list[dict], labels, path, fps: float | None = None, max_tracks: int = 6,
+                   title: str | None = None) -> Path:
+    """Per face track, the smoothed probability of every expression over time (one panel per track, the
+    longest tracks first). rows: per-frame records with 'frame', 'track' and 'probabilities'."""
+    plt = _plt()
+    by_track: dict = {}
+    for row in rows:
+        by_track.setdefault(row.get("track"), []).append(row)
+    tracks = sorted(by_track, key=lambda t: -len(by_track[t]))[:max_tracks]
+    panels = max(1, len(tracks))
+    fig, axes = plt.subplots(panels, 1, figsize=(8, 1.0 + 1.9 * panels), dpi=100, sharex=True, squeeze=False)
+    for ax, track in zip(axes[:, 0], tracks):
+        items = sorted(by_track[track], key=lambda r: r["frame"])
+        t = np.array([r["frame"] for r in items], float)
+        if fps:
+            t = t / fps
+        for label in labels:
+            ax.plot(t, [r["probabilities"][label] for r in items], label=label, color=_rgb(label), linewidth=1.4)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"face #{track}" if track is not None else "face")
+        ax.grid(alpha=0.3)
+    if not tracks:
+        axes[0, 0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0, 0].transAxes)
+    axes[-1, 0].set_xlabel("seconds" if fps else "frame")
+    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=len(labels))
+    fig.suptitle(title or "expression timeline", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,94 @@
+"""Recognition on video files, cameras and streams: detect + classify every frame, track faces with stable ids,
+smooth their probabilities, and write the annotated video, the per-frame CSV, the timeline and a per-track
+summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ferkit.media.video import VideoReader, VideoWriter
+from ferkit.runtime.outputs import CsvWriter, write_json
+from ferkit.runtime.tracking import IouTracker
+
+
+def smoothed_record(record: dict, track_id: int, probs, labels, time_s: float | None) -> dict:
+    best = int(probs.argmax())
+    return {**record, "track": track_id, "time_s": None if time_s is None else round(time_s, 3),
+            "emotion": labels[best], "score": round(float(probs[best]), 6),
+            "probabilities": {k: round(float(v), 6) for k, v in zip(labels, probs)},
+            "raw_emotion": record["emotion"]}
+
+
+def process_video(recognizer, source, out_video=None, csv_path=None, timeline_path=None, summary_path=None,
+                  show: bool = False, max_frames: int | None = None, smoothing: float = 0.4, progress: bool = True,
+                  on_frame=None, window: str = "ferkit") -> dict:
+    """Run the recognizer on every frame of source (a path, camera index or URL).
+
+    Returns {"source", "frames", "fps", "truncated", "records" (per face per frame, smoothed, with a track id),
+    "tracks" (per-track summary), "seconds"}. show: a live window (press q or Esc to stop)."""
+    import cv2
+
+    from ferkit.render.overlay import draw_faces
+
+    labels = recognizer.labels
+    tracker = IouTracker(alpha=smoothing)
+    records = []
+    started = time.perf_counter()
+    with VideoReader(source) as reader:
+        writer = VideoWriter(out_video, reader.fps, (reader.width, reader.height)) if out_video else None
+        table = CsvWriter(csv_path, labels) if csv_path else None
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            total = reader.frame_count if max_frames is None else min(max_frames, reader.frame_count or max_frames)
+            bar = tqdm(total=total, unit="frame", desc=Path(str(reader.name)).name, leave=False)
+        try:
+            for index, frame in reader:
+                if max_frames is not None and index >= max_frames:
+                    break
+                raw = recognizer.predict(frame, source=reader.name, frame=index)
+                tracked = tracker.update(index, [r["box"] for r in raw],
+                                         [[r["probabilities"][k] for k in labels] for r in raw])
+                time_s = None if reader.is_camera else index / reader.fps
+                frame_records = [smoothed_record(r, tid, p, labels, time_s) for r, (tid, p) in zip(raw, tracked)]
+                records.extend(frame_records)
+                if table:
+                    table.write(frame_records)
+                if writer or show:
+                    annotated = draw_faces(frame, frame_records, bars=True)
+                    if writer:
+                        writer.write(annotated)
+                    if show:
+                        cv2.imshow(window, annotated)
+                        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                            break
+                if on_frame:
+                    on_frame(index, frame_records)
+                if bar:
+                    bar.update(1)
+        finally:
+            if bar:
+                bar.close()
+            if writer:
+                writer.close()
+            if table:
+                table.close()
+            if show:
+                cv2.destroyAllWindows()
+        frames, truncated, fps, name = reader.frames_read, reader.truncated, reader.fps, reader.name
+        frame_count = reader.frame_count
+    summary = [t.summary(labels) for t in tracker.tracks()]
+    if timeline_path:
+        from ferkit.render.charts import timeline_chart
+
+        timeline_chart(records, labels, timeline_path, fps=None if isinstance(source, int) else fps,
+                       title=f"{Path(str(name)).name}: expressions per face over time")
+    result = {"source": name, "frames": frames, "frame_count": frame_count, "fps": fps, "truncated": truncated,
+              "tracks": summary,
+              "seconds": round(time.perf_counter() - started, 3)}
+    if summary_path:
+        write_json({k: v for k, v in result.items()}, summary_path)
+    result["records"] = records
+    return result
