@@ -131,3 +131,15 @@ def test_console_script_runs_and_reports_errors_without_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("ferkit evaluate: error:") and "Traceback" not in result.stderr
     assert subprocess.run([str(script), "--help"], capture_output=True, timeout=60).returncode == 0
+
+
+def test_evaluate_works_on_a_folder_data_set(tiny_run, tmp_path, capsys):
+    face = cv2.imread(str(SAMPLE))
+    for name, variant in (("happy", face), ("sad", cv2.flip(face, 1)), ("3", cv2.cvtColor(face, cv2.COLOR_BGR2GRAY))):
+        (tmp_path / "set" / name).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "set" / name / "a.png"), variant)
+    out_json = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tmp_path / "set"), "--json", str(out_json)]) == 0
+    report = json.loads(out_json.read_text())
+    assert report["count"] == 3 and report["split"] == "all"
+    assert report["per_class"]["happy"]["support"] == 2 and report["per_class"]["sad"]["support"] == 1
