@@ -16,10 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.runtime.tta import check_tta
 from ferkit.vision.crop import normalise_numpy
-
-TTA_MODES = ("flip",)  # as ferkit.runtime.torch_infer, which imports torch
-
 
 def onnx_cache_dir() -> Path:
     return Path(os.environ.get("FERKIT_CACHE") or Path.home() / ".cache" / "ferkit") / "onnx"
@@ -90,10 +88,7 @@ class OnnxClassifier:
 
     def predict_proba(self, crops: np.ndarray, tta=None, batch_size: int = 256) -> np.ndarray:
         """uint8 N×48×48 crops → float32 N×classes probabilities (the mean over TTA views)."""
-        modes = [m for m in (self.tta if tta is None else tta) or [] if m and m != "none"]
-        unknown = [m for m in modes if m not in TTA_MODES]
-        if unknown:
-            raise ValueError(f"unknown test-time augmentation {unknown[0]!r}; choose from {', '.join(TTA_MODES)}")
+        modes = check_tta(self.tta if tta is None else tta)
         crops = np.asarray(crops)
         if crops.ndim == 2:
             crops = crops[None]

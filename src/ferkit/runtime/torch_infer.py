@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ferkit.runtime.tta import check_tta
 from ferkit.vision.crop import normalise
-
-TTA_MODES = ("flip",)
-
-
-def check_tta(tta) -> list[str]:
-    modes = [m for m in (tta or []) if m and m != "none"]
-    unknown = [m for m in modes if m not in TTA_MODES]
-    if unknown:
-        raise ValueError(f"unknown test-time augmentation {unknown[0]!r}; choose from {', '.join(TTA_MODES)}")
-    return modes
 
 
 @torch.no_grad()
