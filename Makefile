@@ -1,10 +1,12 @@
-# ferkit: `make run` (recognise the bundled sample face with the shipped model) and `make test`.
+# ferkit: `make run` (the web app and REST API with the shipped model, on http://$(HOST):$(PORT)/) and `make test`.
 # Both set up .venv first; `make setup` is idempotent (a stamp file skips work already done).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ferkit-setup
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: setup run test clean-venv
 
@@ -18,7 +20,8 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/ferkit predict src/ferkit/samples/astronaut_face.png --model default
+	@echo "ferkit web app: open http://$(HOST):$(PORT)/ in a browser (REST API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
+	$(VENV)/bin/ferkit serve --host $(HOST) --port $(PORT) --model default
 
 test: setup
 	$(PY) -m pytest

@@ -13,6 +13,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".p
 MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
 
 
+class ImageTooLarge(FerkitError):
+    """An image over the pixel limit, refused before its pixels are decoded."""
+
+
 def _header_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from the file header without decoding pixels (Pillow reads headers lazily)."""
     from io import BytesIO
@@ -37,9 +41,9 @@ def decode_image(data: bytes, name: str = "<image>", max_pixels: int = MAX_PIXEL
     try:
         size = _header_size(data)
     except Image.DecompressionBombError as exc:
-        raise FerkitError(f"{name}: image is over the limit of {max_pixels:,} pixels ({exc})") from None
+        raise ImageTooLarge(f"{name}: image is over the limit of {max_pixels:,} pixels ({exc})") from None
     if size is not None and size[0] * size[1] > max_pixels:
-        raise FerkitError(f"{name}: image is {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,}")
+        raise ImageTooLarge(f"{name}: image is {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,}")
     buffer = np.frombuffer(data, np.uint8)
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)  # keeps alpha and 16-bit; EXIF handled below
     if image is None or image.size == 0:

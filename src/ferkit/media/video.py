@@ -101,11 +101,15 @@ class VideoReader:
         self.close()
 
 
-class VideoWriter:
-    """An mp4 (mp4v) writer that refuses to start silently broken."""
+FOURCC_BY_SUFFIX = {".webm": "VP80"}  # VP8 WebM plays in browsers; everything else gets mp4v
 
-    def __init__(self, path, fps: float, size: tuple[int, int], fourcc: str = "mp4v"):
+
+class VideoWriter:
+    """A video writer that refuses to start silently broken: mp4v, or VP8 for a .webm path."""
+
+    def __init__(self, path, fps: float, size: tuple[int, int], fourcc: str | None = None):
         self.path = Path(path)
+        fourcc = fourcc or FOURCC_BY_SUFFIX.get(self.path.suffix.lower(), "mp4v")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

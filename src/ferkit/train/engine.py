@@ -22,7 +22,8 @@ from ferkit.data.augment import AugmentConfig, Augmenter, mix_batch
 from ferkit.errors import FerkitError
 from ferkit.evaluate.metrics import classification_report
 from ferkit.models import count_parameters, create_model
-from ferkit.runtime.torch_infer import check_tta, predict_proba
+from ferkit.runtime.torch_infer import predict_proba
+from ferkit.runtime.tta import check_tta
 from ferkit.train.callbacks import TensorBoardLogger, plot_curves, write_history
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.train.config import TrainConfig

@@ -1,0 +1,1 @@
+"""The web app and REST API (`ferkit serve`): see ferkit.web.app."""
