@@ -412,6 +412,126 @@ def cmd_augment(args) -> int:
     return 0
 
 
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="the web app and REST API (photo, webcam and video recognition in a browser)",
+                       description="Serve the page at / and the REST API under /api/v1 (OpenAPI docs at /docs) "
+                                   "with uvicorn. Binds to 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--model", default="default", help="shipped model name, run folder, checkpoint or .onnx file")
+    p.add_argument("--detector", default="retinaface", help="default face detector: retinaface or haar")
+    p.add_argument("--workers", type=int, default=2,
+                   help="inference threads: images recognised at once (default 2); more requests wait their turn")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads per model (default: cores / workers)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20) → 413")
+    p.add_argument("--max-megapixels", type=float, default=50.0,
+                   help="largest image in megapixels, checked before decoding (default 50) → 413")
+    p.add_argument("--max-video-frames", type=int, default=1800, help="frames recognised per video (default 1800)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    try:
+        from ferkit.web.app import serve
+    except ImportError as exc:
+        raise FerkitError(f"the web app needs {exc.name}: pip install fastapi uvicorn python-multipart") from None
+    if not 0 <= args.port <= 65535:
+        raise FerkitError(f"--port must be within 0..65535, got {args.port}")
+    if args.max_megapixels <= 0 or args.max_video_frames < 1:
+        raise FerkitError("--max-megapixels and --max-video-frames must be positive")
+    serve(host=args.host, port=args.port, log_level=args.log_level, model=args.model, detector=args.detector,
+          workers=args.workers, threads=args.threads, max_upload_mb=args.max_upload_mb,
+          max_pixels=int(args.max_megapixels * 1_000_000), max_video_frames=args.max_video_frames)
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="HTML + Markdown evaluation report: metrics, robustness, calibration, saliency",
+                       description="Evaluate one or more models on a split and write DIR/report.html (self-contained: "
+                                   "figures inlined, opens from disk), DIR/report.md with DIR/figures/*.png, and "
+                                   "DIR/report.json: per-class metrics, confusion matrix, most-confused pairs, "
+                                   "training curves (--run), robustness curves (light, contrast, blur, noise, JPEG, "
+                                   "rotation, occlusion; with and without equalize/CLAHE), calibration before and "
+                                   "after temperature scaling fitted on PublicTest, Grad-CAM maps, and a comparison "
+                                   "of the models.")
+    p.add_argument("--model", action="append", required=True, metavar="NAME",
+                   help="shipped model name, run folder or checkpoint (repeat to compare models)")
+    p.add_argument("--data", required=True, help="FER2013 csv(.gz) or a folder of class folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the report into")
+    p.add_argument("--run", action="append", default=[], metavar="RUN_DIR",
+                   help="training run folder whose history.csv to plot, one per --model in order (a --model that "
+                        "is a run folder is used as its own)")
+    p.add_argument("--split", default="PrivateTest", choices=["Training", "PublicTest", "PrivateTest"],
+                   help="split to report on (default PrivateTest; not PublicTest, where the temperature is fitted)")
+    p.add_argument("--subset", type=int, default=0, metavar="N",
+                   help="use a fixed class-stratified sample of N images of each split (quick looks, tests)")
+    p.add_argument("--robustness-size", type=int, metavar="N",
+                   help="images of the split in each robustness pass (0: all; default: as many as fit in "
+                        "--robustness-seconds at the model's measured speed, 200 to 1500)")
+    p.add_argument("--robustness-seconds", type=float, default=300.0, metavar="S",
+                   help="time aimed at for one model's robustness passes when --robustness-size is not given")
+    p.add_argument("--perturbations", help="comma list of robustness perturbations (default: all of gamma, contrast, "
+                                           "blur, noise, jpeg, rotation, eye_band, lower_face, patches)")
+    p.add_argument("--preprocess", default="none,equalize,clahe",
+                   help="preprocessing options to compare on the lighting perturbations (default none,equalize,clahe)")
+    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="runtime of the robustness passes")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--clean", action="store_true", help="drop blank images from the splits")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from ferkit.evaluate.report import build_report
+
+    if args.subset < 0 or (args.robustness_size or 0) < 0 or args.robustness_seconds <= 0:
+        raise FerkitError("--subset and --robustness-size must be 0 or more, --robustness-seconds positive")
+    perturbations = [n.strip() for n in args.perturbations.split(",") if n.strip()] if args.perturbations else None
+    preprocess = [o.strip() or "none" for o in args.preprocess.split(",")]
+    if "none" not in preprocess:
+        preprocess.insert(0, "none")
+    try:
+        result = build_report(args.model, args.data, args.out, runs=args.run, split=args.split, subset=args.subset,
+                              robustness_size=args.robustness_size,
+                              robustness_seconds=args.robustness_seconds, perturbations=perturbations,
+                              preprocess=preprocess, backend=args.backend, threads=args.threads, seed=args.seed,
+                              clean=args.clean, progress=args.progress, command="ferkit " + " ".join(sys.argv[1:]))
+    except ValueError as exc:
+        raise FerkitError(str(exc)) from None
+    for r in result["models"]:
+        print(f"{r.name}: accuracy {r.metrics['accuracy']:.4f}, macro-F1 {r.metrics['macro_f1']:.4f}"
+              + (f", temperature {r.calibration['temperature']:.3f}" if r.calibration else ""))
+    print(f"wrote {result['html']} and {result['markdown']} in {result['seconds']:.0f} s")
+    return 0
+
+
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit a temperature on PublicTest and write it into a checkpoint",
+                       description="Temperature scaling: find the T that minimises the negative log-likelihood of "
+                                   "softmax(logits / T) on PublicTest (never PrivateTest) and store it in the "
+                                   "checkpoint as `temperature`; predict, evaluate and exported ONNX models then use "
+                                   "it. Confidences change; the predicted class does not (with flip TTA, averaging the "
+                                   "two views can rarely swap a near tie).")
+    p.add_argument("--model", required=True, help="checkpoint file, run folder (its best.pt) or shipped model name")
+    p.add_argument("--data", required=True, help="FER2013 csv(.gz)")
+    p.add_argument("--split", default="PublicTest", help="split to fit on (default PublicTest; never PrivateTest)")
+    p.add_argument("--out", help="write the calibrated checkpoint here instead of in place")
+    p.add_argument("--subset", type=int, default=0, metavar="N", help="fit on a stratified sample of N images")
+    p.set_defaults(func=cmd_calibrate)
+
+
+def cmd_calibrate(args) -> int:
+    from ferkit.evaluate.calibration import calibrate_checkpoint
+
+    record = calibrate_checkpoint(args.model, args.data, split=args.split, out=args.out, subset=args.subset)
+    print(f"temperature {record['temperature']:.4f} (was {record['previous_temperature']:g}) fitted on "
+          f"{record['count']} {record['split']} images: NLL {record['nll_before']:.4f} → {record['nll_after']:.4f}, "
+          f"ECE {record['ece_before']:.4f} → {record['ece_after']:.4f}; written to {record['checkpoint']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition: train, evaluate, "
                                      "recognise.")
@@ -423,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_export(sub)
     _add_augment(sub)
+    _add_report(sub)
+    _add_calibrate(sub)
+    _add_serve(sub)
     return parser
 
 

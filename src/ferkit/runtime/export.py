@@ -1,7 +1,8 @@
 """Export a trained classifier to ONNX, verified against PyTorch.
 
 The graph takes the normalised batch (float32 N×1×48×48, as ferkit.vision.crop.normalise makes it; N is a
-dynamic axis) and returns ``probabilities`` (N×classes, softmax). The labels, the test-time augmentation, the
+dynamic axis) and returns ``probabilities`` (N×classes, softmax of the logits divided by the checkpoint's
+``temperature``, 1 unless `ferkit calibrate` fitted one, so ONNX and PyTorch give the same calibrated numbers). The labels, the test-time augmentation, the
 preprocessing spec, the architecture and the source checkpoint's sha256 travel in the model's metadata_props,
 so an .onnx file is usable on its own.
 """
@@ -75,13 +76,16 @@ def export_onnx(checkpoint_or_name, out_path: str | Path, opset: int = OPSET, ve
         classifier = TorchClassifier.load(source)
     model = classifier.model.eval()
 
+    temperature = float(getattr(classifier, "temperature", 1.0))
+
     class WithSoftmax(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
             self.inner = inner
 
         def forward(self, x):
-            return torch.softmax(self.inner(x), dim=1)
+            logits = self.inner(x)
+            return torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=1)
 
     wrapped = WithSoftmax(model).eval()
     out_path = Path(out_path)
@@ -103,9 +107,10 @@ def export_onnx(checkpoint_or_name, out_path: str | Path, opset: int = OPSET, ve
             "tta": json.dumps(list(classifier.tta)),
             "preprocess": json.dumps(PREPROCESS),
             "arch": classifier.arch,
+            "temperature": repr(temperature),
             "checkpoint_sha256": file_sha256(source) if source and source.is_file() else "",
             "input": "float32 N×1×48×48: gray crops from ferkit.vision.crop, (x/255 - mean) / std",
-            "output": "probabilities N×classes (softmax), in the order of `labels`",
+            "output": "probabilities N×classes (softmax of logits / temperature), in the order of `labels`",
         }
         del proto.metadata_props[:]
         for key, value in metadata.items():

@@ -41,6 +41,8 @@ class TorchClassifier:
         self.labels = tuple(state["labels"])
         self.tta = list(state.get("tta", []))
         self.metrics = state.get("metrics", {})
+        # temperature scaling fitted on PublicTest by `ferkit calibrate` (1.0: the raw model)
+        self.temperature = float(state.get("temperature", 1.0))
         self.arch = state["arch"]
         self.source = source
         self.state = state
@@ -52,7 +54,16 @@ class TorchClassifier:
         path = resolve_checkpoint(name_or_path)
         return cls(load_checkpoint(path), str(path))
 
-    def predict_proba(self, crops: np.ndarray, tta=None, batch_size: int = 512) -> np.ndarray:
+    def predict_proba(self, crops: np.ndarray, tta=None, batch_size: int = 512,
+                      temperature: float | None = None) -> np.ndarray:
+        """Probabilities with the model's own temperature (temperature=1.0 for the raw, uncalibrated model)."""
         from ferkit.runtime.torch_infer import predict_proba
 
-        return predict_proba(self.model, crops, batch_size=batch_size, tta=self.tta if tta is None else tta)
+        return predict_proba(self.model, crops, batch_size=batch_size, tta=self.tta if tta is None else tta,
+                             temperature=self.temperature if temperature is None else float(temperature))
+
+    def predict_logits(self, crops: np.ndarray, tta=None, batch_size: int = 512) -> np.ndarray:
+        """Raw logits, views×N×classes (see ferkit.runtime.torch_infer.predict_logits)."""
+        from ferkit.runtime.torch_infer import predict_logits
+
+        return predict_logits(self.model, crops, batch_size=batch_size, tta=self.tta if tta is None else tta)

@@ -73,6 +73,8 @@ class OnnxClassifier:
         self.tta = list(json.loads(meta.get("tta", "[]")))
         self.preprocess = json.loads(meta.get("preprocess", "{}"))
         self.arch = meta.get("arch", "")
+        # the calibration temperature is part of the graph (export divides the logits by it); recorded here
+        self.temperature = float(meta.get("temperature", 1.0))
         self.metadata = meta
         self.source = str(path)
         self.input_name = self.session.get_inputs()[0].name

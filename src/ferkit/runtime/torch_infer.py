@@ -11,8 +11,10 @@ from ferkit.vision.crop import normalise
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 512, tta=(),
-                  device: str | torch.device = "cpu", channels_last: bool = False, bf16: bool = False) -> np.ndarray:
-    """uint8 N×48×48 crops → float32 N×classes probabilities (the mean over TTA views)."""
+                  device: str | torch.device = "cpu", channels_last: bool = False, bf16: bool = False,
+                  temperature: float = 1.0) -> np.ndarray:
+    """uint8 N×48×48 crops → float32 N×classes probabilities (the mean over TTA views of
+    softmax(logits / temperature); temperature 1 is the raw model, see ferkit.evaluate.calibration)."""
     modes = check_tta(tta)
     was_training = model.training
     model.eval()
@@ -27,8 +29,26 @@ def predict_proba(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 5
                 view = view.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(view)
-            probs = probs + torch.softmax(logits.float(), dim=1)
+            probs = probs + torch.softmax(logits.float() / temperature, dim=1)
         out.append((probs / len(views)).cpu().numpy())
     model.train(was_training)
     num_classes = out[0].shape[1] if out else 0
     return np.concatenate(out) if out else np.zeros((0, num_classes), np.float32)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 512, tta=()) -> np.ndarray:
+    """uint8 N×48×48 crops → float32 views×N×classes logits (view 0 as is, view 1 mirrored when tta has flip),
+    for calibration: predict_proba(temperature=T) equals the mean over views of softmax(logits / T)."""
+    modes = check_tta(tta)
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(crops), batch_size):
+        batch = normalise(crops[start:start + batch_size])
+        views = [batch] + ([torch.flip(batch, dims=[3])] if "flip" in modes else [])
+        out.append(torch.stack([model(view).float() for view in views]).numpy())
+    model.train(was_training)
+    if not out:
+        return np.zeros((1 + ("flip" in modes), 0, 0), np.float32)
+    return np.concatenate(out, axis=1)
