@@ -8,6 +8,7 @@ The checkpoint was selected on PublicTest by the training run; PrivateTest is on
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import subprocess
 
@@ -34,7 +35,8 @@ def main() -> None:
     config = state["config"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     minutes = state.get("elapsed_s", 0) / 60
-    cpu = f"{platform.machine()} {torch.get_num_threads()} threads"
+    threads = config.get("threads") or torch.get_num_threads()
+    cpu = f"{os.cpu_count()}-core {platform.machine()}, {threads} training thread{'s' if threads > 1 else ''}"
     tta_used = ",".join(scores["PrivateTest"]["tta"]) or "none"
     print(f"| {config['model']} | {state.get('parameters', 0):,} | 48×48×1 | {state['epoch']}/{config['epochs']} | "
           f"{config['batch_size']} | {config['optimizer']} {config['lr']} {config['schedule']} | {minutes:.0f} min | "

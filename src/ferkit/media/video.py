@@ -28,6 +28,16 @@ def parse_camera(value) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+def _quiet_open(source) -> "cv2.VideoCapture":
+    """Open a capture without OpenCV's own warnings on stderr: a failure is reported once, by us, clearly."""
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        return cv2.VideoCapture(source)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
 class VideoReader:
     """Frames of a video file, camera or stream: `for index, frame in reader` (BGR uint8).
 
@@ -47,7 +57,7 @@ class VideoReader:
                 raise FerkitError(f"{path}: empty file")
             source = str(path)
         self.name = f"camera {source}" if isinstance(source, int) else str(source)
-        self.capture = cv2.VideoCapture(source)
+        self.capture = _quiet_open(source)
         if not self.capture.isOpened():
             self.capture.release()
             if isinstance(self.source, int):
