@@ -35,12 +35,7 @@ def probability_chart(record: dict, path, title: str | None = None) -> Path:
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability")
     ax.set_title(title or f"{record['emotion']} ({record['score']:.2f})", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def timeline_chart(rows: list[dict], labels, path, fps: float | None = None, max_tracks: int = 6,
@@ -69,6 +64,11 @@ def timeline_chart(rows: list[dict], labels, path, fps: float | None = None, max
     axes[-1, 0].set_xlabel("seconds" if fps else "frame")
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=len(labels))
     fig.suptitle(title or "expression timeline", fontsize=10)
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
