@@ -128,3 +128,42 @@ def test_soft_label_targets_are_vote_distributions():
                     votes=votes)
     assert torch.equal(soft_targets(faces, True), torch.from_numpy(votes))
     assert soft_targets(faces, False).tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
+
+
+def test_init_from_copies_the_backbone_and_leaves_a_new_label_sets_head_fresh(small_csv, tmp_path):
+    from ferkit.models import create_model
+    from ferkit.train.engine import init_from_checkpoint
+
+    train(_config(small_csv, epochs=1, subset=128), tmp_path / "fer", log=lambda *_: None)
+    source = load_checkpoint(tmp_path / "fer" / "best.pt")["model_state"]
+    torch.manual_seed(0)
+    ferplus = create_model("mini_xception", num_classes=8)
+    message = init_from_checkpoint(ferplus, str(tmp_path / "fer"))
+    own = ferplus.state_dict()
+    head = [k for k in own if own[k].shape != source[k].shape]
+    assert head and all(k in message for k in head)  # the 8-way classifier is new, and the log says so
+    for name, tensor in own.items():
+        if name not in head:
+            assert torch.equal(tensor, source[name]), name
+
+
+def test_distilling_a_teacher_changes_what_the_student_learns(small_csv, tmp_path):
+    train(_config(small_csv, epochs=1, subset=128), tmp_path / "teacher", log=lambda *_: None)
+    lines = []
+    for name, changes in (("plain", {}), ("student", {"teachers": [str(tmp_path / "teacher")], "distill_weight": 0.9})):
+        train(_config(small_csv, epochs=1, subset=128, model="simple_cnn", **changes), tmp_path / name, log=lines.append)
+    plain = load_checkpoint(tmp_path / "plain" / "last.pt")["model_state"]
+    student = load_checkpoint(tmp_path / "student" / "last.pt")
+    assert student["config"]["teachers"] == [str(tmp_path / "teacher")]
+    assert any("distilling 1 teacher(s) offline" in line for line in lines)
+    assert any(not torch.equal(plain[k], student["model_state"][k]) for k in plain)  # same seed, other targets
+
+
+def test_a_teacher_with_another_label_set_is_refused(small_csv, tmp_path):
+    from ferkit.errors import FerkitError
+
+    from ferkit.train.engine import load_teachers
+
+    train(_config(small_csv, epochs=1, subset=128), tmp_path / "teacher", log=lambda *_: None)
+    with pytest.raises(FerkitError, match="predicts 7 classes, not 8"):  # a FER2013 teacher for a FER+ student
+        load_teachers([str(tmp_path / "teacher")], 8, torch.device("cpu"), channels_last=False)

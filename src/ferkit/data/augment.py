@@ -1,5 +1,8 @@
 """Batched, seeded augmentation on torch tensors in [0, 1] (N×1×H×W): no per-image Python loop.
 
+Random draws always come from a CPU generator (so a run is the same on any device); the warps and masks are
+applied on whatever device the images are on.
+
 The geometric part follows Keras' ImageDataGenerator, which the seed reports used (rotation, width/height
 shift, zoom, shear, horizontal flip), done as one affine warp per batch; then random crop, brightness /
 contrast, random erasing; mixup / cutmix act on images and soft targets together.
@@ -89,24 +92,24 @@ class Augmenter:
                            torch.stack([torch.zeros(n), torch.cos(shear)], -1)], -2)
         scale = torch.diag_embed(torch.stack([zx * flip, zy], -1))
         theta = torch.cat([rot @ shr @ scale, torch.stack([tx, ty], -1).unsqueeze(-1)], -1)
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode=cfg.fill, align_corners=False)
 
     @staticmethod
     def _random_crop(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
         n, c, h, w = x.shape
         padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-        oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-        ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-        rows = (oy[:, None] + torch.arange(h))[:, None, :, None].expand(n, c, h, padded.shape[3])
-        cols = (ox[:, None] + torch.arange(w))[:, None, None, :].expand(n, c, h, w)
+        oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+        ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+        rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, c, h, padded.shape[3])
+        cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, c, h, w)
         return padded.gather(2, rows).gather(3, cols)
 
     def _photometric(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         cfg = self.config
         n = x.shape[0]
-        contrast = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, gen).view(n, 1, 1, 1)
-        brightness = _uniform(n, -cfg.brightness, cfg.brightness, gen).view(n, 1, 1, 1)
+        contrast = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, gen).view(n, 1, 1, 1).to(x.device, x.dtype)
+        brightness = _uniform(n, -cfg.brightness, cfg.brightness, gen).view(n, 1, 1, 1).to(x.device, x.dtype)
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         return ((x - mean) * contrast + mean + brightness).clamp(0, 1)
 
@@ -124,8 +127,8 @@ class Augmenter:
         ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
         inside = ((ys >= top.view(n, 1, 1)) & (ys < (top + eh).view(n, 1, 1))
                   & (xs >= left.view(n, 1, 1)) & (xs < (left + ew).view(n, 1, 1)) & apply.view(n, 1, 1))
-        noise = torch.rand(x.shape, generator=gen, dtype=x.dtype)
-        return torch.where(inside.unsqueeze(1), noise, x)
+        noise = torch.rand(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+        return torch.where(inside.unsqueeze(1).to(x.device), noise, x)
 
 
 def mix_batch(images: torch.Tensor, targets: torch.Tensor, config: AugmentConfig,
@@ -137,7 +140,7 @@ def mix_batch(images: torch.Tensor, targets: torch.Tensor, config: AugmentConfig
     mode = modes[int(torch.randint(len(modes), (1,), generator=gen))]
     alpha = config.mixup if mode == "mixup" else config.cutmix
     lam = _beta(alpha, gen)
-    perm = torch.randperm(images.shape[0], generator=gen)
+    perm = torch.randperm(images.shape[0], generator=gen).to(images.device)
     if mode == "mixup":
         mixed = images * lam + images[perm] * (1 - lam)
     else:

@@ -37,7 +37,10 @@ def load_checkpoint(path: str | Path) -> dict:
 def build_from_checkpoint(state: dict) -> torch.nn.Module:
     from ferkit.models import create_model
 
-    model = create_model(state["arch"], **state.get("arch_kwargs", {}))
+    kwargs = dict(state.get("arch_kwargs", {}))
+    if state.get("labels"):
+        kwargs.setdefault("num_classes", len(state["labels"]))  # FER+ models have 8 outputs
+    model = create_model(state["arch"], **kwargs)
     weights = state["model_state"]
     if any(v.dtype == torch.float16 for v in weights.values()):
         weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}

@@ -38,6 +38,13 @@ class TrainConfig:
     class_weights: str = "none"      # none | balanced | sqrt (inverse frequency, or its square root)
     early_stopping: int = 0          # patience in epochs on PublicTest accuracy; 0 = off
     augment: dict = field(default_factory=dict)
+    init_from: str = ""              # start from this checkpoint's weights (tensors of the same shape; a new head
+                                     # for another label set is left fresh): fine-tuning, warm restarts
+    teachers: list = field(default_factory=list)  # checkpoints whose mean prediction is distilled into this model
+    distill_weight: float = 0.5      # target = (1 - w) · label + w · teachers' softmax(logits / T)
+    distill_temperature: float = 1.0
+    distill_mode: str = "offline"    # offline: teachers score each clean training image once (flip-averaged), cheap
+                                     # on a CPU; online: teachers see every augmented batch the student sees
     seed: int = 0
     threads: int = 0                 # torch threads; 0 = torch's default
     channels_last: bool = False

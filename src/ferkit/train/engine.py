@@ -116,6 +116,51 @@ def soft_targets(faces: FaceSet, use_votes: bool) -> torch.Tensor:
     return F.one_hot(torch.from_numpy(faces.labels), faces.num_classes).float()
 
 
+def init_from_checkpoint(model: torch.nn.Module, path: str) -> str:
+    """Copy every tensor whose name and shape match from a checkpoint (or run folder, or shipped model name)."""
+    from ferkit.runtime.models import resolve_checkpoint
+
+    source = resolve_checkpoint(path)
+    weights = load_checkpoint(source)["model_state"]
+    own = model.state_dict()
+    taken = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()
+             if k in own and own[k].shape == v.shape}
+    if not taken:
+        raise FerkitError(f"init_from {path}: no tensor matches this model ({type(model).__name__})")
+    model.load_state_dict(taken, strict=False)
+    fresh = [k for k in own if k not in taken]
+    return f"initialised from {source}: {len(taken)} tensors" + (f", fresh: {', '.join(fresh)}" if fresh else "")
+
+
+def load_teachers(paths: list, num_classes: int, device: torch.device, channels_last: bool) -> list:
+    """Frozen teacher models (checkpoints or run folders) for distillation; their labels must match."""
+    from ferkit.runtime.models import resolve_checkpoint
+    from ferkit.train.checkpoint import build_from_checkpoint
+
+    teachers = []
+    for path in paths or []:
+        state = load_checkpoint(resolve_checkpoint(path))
+        if len(state.get("labels", [])) != num_classes:
+            raise FerkitError(f"teacher {path} predicts {len(state.get('labels', []))} classes, not {num_classes}")
+        model = build_from_checkpoint(state).to(device)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        teachers.append((model.eval().requires_grad_(False), float(state.get("temperature", 1.0))))
+    return teachers
+
+
+@torch.no_grad()
+def teacher_probs(teachers: list, x: torch.Tensor, temperature: float, bf16: bool) -> torch.Tensor:
+    """The teachers' mean softmax on the same augmented batch the student sees (each at its calibrated
+    temperature times the distillation temperature)."""
+    total = 0
+    for model, calibrated in teachers:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        total = total + torch.softmax(logits.float() / (calibrated * temperature), dim=1)
+    return total / len(teachers)
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
@@ -157,11 +202,16 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         device = resolve_device(cfg.device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed 48×48 shapes: let cuDNN pick its fastest kernels
         faces = load_dataset(cfg.data, labels=cfg.labels, clean=cfg.clean)
         train, val = split_data(faces, cfg)
         labels = faces.label_names
         torch.manual_seed(cfg.seed)  # weight initialisation
-        model = create_model(cfg.model, num_classes=len(labels), **cfg.model_kwargs).to(device)
+        model = create_model(cfg.model, num_classes=len(labels), **cfg.model_kwargs)
+        if cfg.init_from and self.state is None:
+            self.log(init_from_checkpoint(model, cfg.init_from))
+        model = model.to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         steps_per_epoch = max(1, len(train) // cfg.batch_size)  # drop the ragged last batch: BN needs >1 sample
@@ -183,8 +233,19 @@ class Trainer:
                  f"val {len(val):,} ({cfg.val_split}) | {device} | {cfg.epochs} epochs x {steps_per_epoch} steps")
         meta = {"arch": cfg.model, "arch_kwargs": dict(cfg.model_kwargs), "labels": list(labels),
                 "preprocess": dict(PREPROCESS), "config": cfg.to_dict(), "parameters": params, "tta": list(cfg.tta)}
-        images = torch.from_numpy(train.images)
-        targets = soft_targets(train, cfg.soft_labels)
+        # The whole training set lives on the device (83 MB at most); batches are cut and augmented there.
+        images = torch.from_numpy(train.images).to(device)
+        targets = soft_targets(train, cfg.soft_labels).to(device)
+        teachers = load_teachers(cfg.teachers, len(labels), device, cfg.channels_last)
+        if teachers and cfg.distill_mode == "offline":
+            self.log(f"distilling {len(teachers)} teacher(s) offline: scoring {len(train):,} training images")
+            scored = torch.stack([torch.from_numpy(predict_proba(model_, train.images, tta=["flip"], device=device,
+                                                                 temperature=t * cfg.distill_temperature))
+                                  for model_, t in teachers]).mean(0).to(device)
+            targets = (1 - cfg.distill_weight) * targets + cfg.distill_weight * scored
+            teachers = []
+        elif teachers and cfg.distill_mode != "online":
+            raise FerkitError(f"unknown distill_mode {cfg.distill_mode!r}; expected offline or online")
         weights = class_weight_vector(train.labels, len(labels), cfg.class_weights)
         augmenter = Augmenter(self.augment_config)
         board = TensorBoardLogger(self.out / "tensorboard") if cfg.tensorboard else None
@@ -194,7 +255,7 @@ class Trainer:
             started = time.time()
             train_loss, train_acc = self._train_epoch(model, optimizer, scheduler if per_batch else None, images,
                                                       targets, train.labels, weights, augmenter, epoch, device,
-                                                      steps_per_epoch, elapsed)
+                                                      steps_per_epoch, teachers)
             probs = predict_proba(model, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
                                   bf16=cfg.bf16)
             report = classification_report(val.labels, probs.argmax(1), labels)
@@ -241,37 +302,43 @@ class Trainer:
                 "parameters": params}
 
     def _train_epoch(self, model, optimizer, batch_scheduler, images, targets, hard_labels, weights, augmenter,
-                     epoch, device, steps, elapsed) -> tuple[float, float]:
+                     epoch, device, steps, teachers) -> tuple[float, float]:
         from tqdm import tqdm
 
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         torch.manual_seed(cfg.seed * 7919 + epoch)  # dropout
         order = torch.randperm(len(images), generator=gen)
-        hard = torch.from_numpy(hard_labels)
+        hard = torch.from_numpy(hard_labels).to(device)
         smoothing = cfg.label_smoothing
+        weights = weights.to(device) if weights is not None else None
         model.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        # Running sums stay on the device; reading them back (a sync) happens only every `sync_every` steps.
+        total_loss, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        sync_every = 1 if device.type == "cpu" else 25
         started = time.time()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
                    disable=not cfg.progress, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0,
                    dynamic_ncols=True)
         for step in bar:
-            index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(device)
             x = augmenter(images[index].unsqueeze(1).float() / 255.0, gen)
             t = targets[index]
             x, t = mix_batch(x, t, self.augment_config, gen)
             if smoothing:
                 t = t * (1 - smoothing) + smoothing / t.shape[1]
-            x, t = normalise_unit(x).to(device, non_blocking=True), t.to(device)
+            x = normalise_unit(x)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            if teachers:
+                t = (1 - cfg.distill_weight) * t + cfg.distill_weight * teacher_probs(
+                    teachers, x, cfg.distill_temperature, cfg.bf16)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x)
             log_probs = F.log_softmax(logits.float(), dim=1)
             per_sample = -(t * log_probs).sum(dim=1)
             if weights is not None:
-                w = (t * weights.to(device)).sum(dim=1)
+                w = (t * weights).sum(dim=1)
                 loss = (per_sample * w).sum() / w.sum()
             else:
                 loss = per_sample.mean()
@@ -280,18 +347,19 @@ class Trainer:
             optimizer.step()
             if batch_scheduler is not None:
                 batch_scheduler.step()
-            if not torch.isfinite(loss):
-                raise FerkitError(f"training diverged at epoch {epoch + 1}, step {step + 1} (loss {loss.item()}); "
-                                  "lower the learning rate")
-            total_loss += loss.item() * len(index)
-            correct += int((logits.argmax(1).cpu() == hard[index]).sum())
+            total_loss += loss.detach() * len(index)
+            correct += (logits.argmax(1) == hard[index]).sum()
             seen += len(index)
-            rate = seen / (time.time() - started)
-            run_eta = (steps - step - 1) * cfg.batch_size / rate + (cfg.epochs - epoch - 1) * steps * cfg.batch_size / rate
-            bar.set_postfix_str(refresh=False, s=f"loss {total_loss / seen:.3f} acc {correct / seen:.3f} {rate:.0f} img/s "
-                                f"run ETA {_format_eta(run_eta)}")
+            if (step + 1) % sync_every == 0 or step + 1 == steps:
+                if not torch.isfinite(total_loss):
+                    raise FerkitError(f"training diverged at epoch {epoch + 1}, step {step + 1}; "
+                                      "lower the learning rate")
+                rate = seen / (time.time() - started)
+                run_eta = (steps * cfg.batch_size - seen) / rate + (cfg.epochs - epoch - 1) * steps * cfg.batch_size / rate
+                bar.set_postfix_str(refresh=False, s=f"loss {total_loss.item() / seen:.3f} "
+                                    f"acc {correct.item() / seen:.3f} {rate:.0f} img/s run ETA {_format_eta(run_eta)}")
         bar.close()
-        return total_loss / seen, correct / seen
+        return total_loss.item() / seen, correct.item() / seen
 
 
 def train(config: TrainConfig | None, out_dir: str | Path, resume: bool = False, epochs: int | None = None,
