@@ -1,0 +1,42 @@
+"""Score models alone and as an ensemble (mean of their probabilities) on PublicTest and PrivateTest.
+
+    python tools/ensemble_eval.py default runs/vgg32_ba --data ../shared/data/fer2013/fer2013.csv.gz
+
+Each member uses its own TTA and temperature, as `ferkit evaluate` does. Decide on the PublicTest column;
+the PrivateTest column is for reporting what was decided.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ferkit.evaluate.evaluate import evaluation_data
+from ferkit.evaluate.metrics import classification_report
+from ferkit.runtime.models import TorchClassifier
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("members", nargs="+", help="shipped names, run folders or checkpoints")
+    parser.add_argument("--data", required=True)
+    args = parser.parse_args()
+    classifiers = [TorchClassifier.load(m) for m in args.members]
+    labels = classifiers[0].labels
+    if any(c.labels != labels for c in classifiers):
+        raise SystemExit("members predict different label sets")
+    rows = {name: {} for name in [*args.members, "ensemble"]}
+    for split in ("PublicTest", "PrivateTest"):
+        faces = evaluation_data(args.data, split, labels)
+        probs = [c.predict_proba(faces.images) for c in classifiers]
+        for name, p in [*zip(args.members, probs), ("ensemble", np.mean(probs, axis=0))]:
+            report = classification_report(faces.labels, p.argmax(1), labels)
+            rows[name][split] = (report["accuracy"], report["macro_f1"])
+    print("| model | PublicTest | PrivateTest | PrivateTest macro-F1 |\n| --- | --- | --- | --- |")
+    for name, row in rows.items():
+        print(f"| {name} | {row['PublicTest'][0]:.4f} | {row['PrivateTest'][0]:.4f} | {row['PrivateTest'][1]:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
