@@ -40,12 +40,10 @@ def log(message: str) -> None:
 
 
 def best_val_acc(run_dir: Path) -> float:
-    import torch
+    from ferkit.train.checkpoint import load_checkpoint
 
     path = run_dir / "best.pt"
-    if not path.is_file():
-        return -1.0
-    return float(torch.load(path, map_location="cpu", weights_only=False)["metrics"]["val_acc"])
+    return float(load_checkpoint(path)["metrics"]["val_acc"]) if path.is_file() else -1.0
 
 
 def launch(run: dict, data: Path, runs_dir: Path, threads: int) -> subprocess.Popen:
@@ -122,17 +120,18 @@ def score(runs_dir: Path, names: list[str], data: Path, out: Path) -> dict:
 
 
 def _elapsed(run_dir: Path) -> float:
-    import torch
+    from ferkit.train.checkpoint import load_checkpoint
 
-    state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
-    return float(state["elapsed_s"])
+    return float(load_checkpoint(run_dir / "last.pt")["elapsed_s"])
 
 
 def slim_checkpoint(path: Path) -> bytes:
     """best.pt with float16 weights: half the bytes to carry; loads back as float32 (build_from_checkpoint)."""
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    from ferkit.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path)
     state["model_state"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model_state"].items()}
     state["transfer"] = "float16 weights from a GPU sweep (tools/gpu_sweep.py)"
     buffer = io.BytesIO()

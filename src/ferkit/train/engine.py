@@ -133,19 +133,19 @@ def init_from_checkpoint(model: torch.nn.Module, path: str) -> str:
 
 
 def load_teachers(paths: list, num_classes: int, device: torch.device, channels_last: bool) -> list:
-    """Frozen teacher models (checkpoints or run folders) for distillation; their labels must match."""
-    from ferkit.runtime.models import resolve_checkpoint
-    from ferkit.train.checkpoint import build_from_checkpoint
+    """Frozen (model, calibrated temperature) pairs for distillation, loaded as `ferkit evaluate` loads a model;
+    their label count must match the student's."""
+    from ferkit.runtime.models import TorchClassifier
 
     teachers = []
     for path in paths or []:
-        state = load_checkpoint(resolve_checkpoint(path))
-        if len(state.get("labels", [])) != num_classes:
-            raise FerkitError(f"teacher {path} predicts {len(state.get('labels', []))} classes, not {num_classes}")
-        model = build_from_checkpoint(state).to(device)
+        teacher = TorchClassifier.load(path)
+        if len(teacher.labels) != num_classes:
+            raise FerkitError(f"teacher {path} predicts {len(teacher.labels)} classes, not {num_classes}")
+        model = teacher.model.to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        teachers.append((model.eval().requires_grad_(False), float(state.get("temperature", 1.0))))
+        teachers.append((model.eval().requires_grad_(False), teacher.temperature))
     return teachers
 
 
@@ -191,6 +191,8 @@ class Trainer:
             raise FerkitError("no data: pass --data PATH (a FER2013 csv or a folder of class folders)")
         try:
             check_tta(config.tta)
+            if config.distill_mode not in ("offline", "online"):
+                raise ValueError(f"unknown distill_mode {config.distill_mode!r}; expected offline or online")
             self.augment_config = AugmentConfig.from_dict(config.augment)
             create_model(config.model, **config.model_kwargs)  # fail now, not after loading the data
         except (KeyError, TypeError, ValueError) as exc:
@@ -244,8 +246,6 @@ class Trainer:
                                   for model_, t in teachers]).mean(0).to(device)
             targets = (1 - cfg.distill_weight) * targets + cfg.distill_weight * scored
             teachers = []
-        elif teachers and cfg.distill_mode != "online":
-            raise FerkitError(f"unknown distill_mode {cfg.distill_mode!r}; expected offline or online")
         weights = class_weight_vector(train.labels, len(labels), cfg.class_weights)
         augmenter = Augmenter(self.augment_config)
         board = TensorBoardLogger(self.out / "tensorboard") if cfg.tensorboard else None
