@@ -167,3 +167,23 @@ def test_a_teacher_with_another_label_set_is_refused(small_csv, tmp_path):
     train(_config(small_csv, epochs=1, subset=128), tmp_path / "teacher", log=lambda *_: None)
     with pytest.raises(FerkitError, match="predicts 7 classes, not 8"):  # a FER2013 teacher for a FER+ student
         load_teachers([str(tmp_path / "teacher")], 8, torch.device("cpu"), channels_last=False)
+
+
+def test_a_time_budget_stops_the_run_mid_epoch_with_the_rate_decayed(small_csv, tmp_path):
+    budget_min = 0.01  # 0.6 s: less than one epoch of 8 steps on one thread
+    config = _config(small_csv, epochs=50, time_budget_min=budget_min, optimizer="sgd", lr=0.05, min_lr=1e-4,
+                     warmup_epochs=0)
+    summary = train(config, tmp_path / "run", log=lambda *_: None)
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert summary["epochs_run"] < 50
+    assert summary["elapsed_s"] >= budget_min * 60
+    # Cosine ran on the clock: at the end the rate is at its floor (a 50-epoch step cosine would still be ~0.05).
+    assert last["history"][-1]["lr"] < 0.05 * 0.01
+    assert (tmp_path / "run" / "best.pt").exists()
+
+
+def test_onecycle_with_a_time_budget_is_refused(small_csv, tmp_path):
+    from ferkit.errors import FerkitError
+
+    with pytest.raises(FerkitError, match="onecycle"):
+        train(_config(small_csv, schedule="onecycle", time_budget_min=1.0), tmp_path / "run", log=lambda *_: None)

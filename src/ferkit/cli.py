@@ -26,6 +26,9 @@ def _add_train(sub) -> None:
                    help="continue the run in --out from its last checkpoint (its saved config; --epochs may extend "
                         "it, --threads/--device/--no-progress/--tensorboard may change)")
     p.add_argument("--epochs", type=int)
+    p.add_argument("--time-budget", dest="time_budget_min", type=float, metavar="MINUTES",
+                   help="stop after this many minutes whatever the epoch; cosine decays over the time "
+                        "(--epochs is then a cap)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
@@ -54,7 +57,8 @@ def cmd_train(args) -> int:
         summary = train(None, args.out, resume=True, epochs=args.epochs, runtime=runtime)
     else:
         config = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-        flags = {"model": args.model, "data": args.data, "epochs": args.epochs, "batch_size": args.batch_size,
+        flags = {"model": args.model, "data": args.data, "epochs": args.epochs,
+                 "time_budget_min": args.time_budget_min, "batch_size": args.batch_size,
                  "lr": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "labels": args.labels,
                  "clean": args.clean, "subset": args.subset, "seed": args.seed, "threads": args.threads,
                  "device": args.device, "channels_last": args.channels_last, "bf16": args.bf16,

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "seconds",
-                  "img_per_s"]
+                  "img_per_s", "steps"]
 
 
 def write_history(path: Path, history: list[dict]) -> None:

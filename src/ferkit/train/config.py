@@ -24,6 +24,8 @@ class TrainConfig:
     subset: int = 0                  # train on the first N Training rows only (quick runs, tests)
     val_subset: int = 0
     epochs: int = 50
+    time_budget_min: float = 0.0     # > 0: stop after this many minutes (training and validation), whatever the
+                                     # epoch; cosine then decays over the budget's time instead of its steps
     batch_size: int = 128
     optimizer: str = "sgd"           # sgd (Nesterov momentum) | adam | adamw
     lr: float = 0.01

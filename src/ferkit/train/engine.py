@@ -84,8 +84,12 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.
     raise FerkitError(f"unknown optimizer {config.optimizer!r}; expected sgd, adam or adamw")
 
 
-def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
-    """Returns (scheduler, steps_per_batch): per-batch schedulers step every batch, plateau once per epoch."""
+def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int, budget_used=None):
+    """Returns (scheduler, steps_per_batch): per-batch schedulers step every batch, plateau once per epoch.
+
+    With a time budget, `budget_used()` gives the fraction of it spent so far, and cosine follows that clock
+    (warm-up still counts steps), so the rate reaches its floor when the time runs out.
+    """
     total = config.epochs * steps_per_epoch
     warmup = int(config.warmup_epochs * steps_per_epoch)
     floor = min(1.0, config.min_lr / config.lr) if config.lr > 0 else 0.0
@@ -93,10 +97,15 @@ def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
         def factor(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            if budget_used is not None:
+                progress = min(1.0, budget_used())
+            else:
+                progress = min(1.0, (step - warmup) / max(1, total - warmup))
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
     if config.schedule == "onecycle":
+        if budget_used is not None:
+            raise FerkitError("onecycle needs a fixed number of steps; use cosine with a time budget")
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
                                                    pct_start=max(0.05, min(0.5, warmup / max(total, 1) or 0.3))), True
     if config.schedule == "plateau":
@@ -193,6 +202,9 @@ class Trainer:
             check_tta(config.tta)
             if config.distill_mode not in ("offline", "online"):
                 raise ValueError(f"unknown distill_mode {config.distill_mode!r}; expected offline or online")
+            if config.time_budget_min < 0 or (config.time_budget_min and config.schedule == "onecycle"):
+                raise ValueError("time_budget_min must be >= 0, and onecycle needs a fixed number of steps "
+                                 "(use cosine, plateau or none with a time budget)")
             self.augment_config = AugmentConfig.from_dict(config.augment)
             create_model(config.model, **config.model_kwargs)  # fail now, not after loading the data
         except (KeyError, TypeError, ValueError) as exc:
@@ -218,7 +230,11 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         steps_per_epoch = max(1, len(train) // cfg.batch_size)  # drop the ragged last batch: BN needs >1 sample
         optimizer = build_optimizer(model, cfg)
-        scheduler, per_batch = build_scheduler(optimizer, cfg, steps_per_epoch)
+        # A time budget: `clock` holds the seconds spent before this epoch and when the epoch began.
+        budget_s = cfg.time_budget_min * 60
+        clock = {"spent": 0.0, "since": time.time()}
+        budget_used = (lambda: (clock["spent"] + time.time() - clock["since"]) / budget_s) if budget_s else None
+        scheduler, per_batch = build_scheduler(optimizer, cfg, steps_per_epoch, budget_used)
 
         history, best, stale, start_epoch, elapsed = [], -1.0, 0, 0, 0.0
         if self.state is not None:
@@ -252,10 +268,14 @@ class Trainer:
 
         epoch = start_epoch
         for epoch in range(start_epoch, cfg.epochs):
+            if budget_s and elapsed >= budget_s:
+                break
             started = time.time()
-            train_loss, train_acc = self._train_epoch(model, optimizer, scheduler if per_batch else None, images,
-                                                      targets, train.labels, weights, augmenter, epoch, device,
-                                                      steps_per_epoch, teachers)
+            clock.update(spent=elapsed, since=started)
+            deadline = started + budget_s - elapsed if budget_s else None
+            train_loss, train_acc, steps_done = self._train_epoch(
+                model, optimizer, scheduler if per_batch else None, images, targets, train.labels, weights,
+                augmenter, epoch, device, steps_per_epoch, teachers, deadline)
             probs = predict_proba(model, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
                                   bf16=cfg.bf16)
             report = classification_report(val.labels, probs.argmax(1), labels)
@@ -267,7 +287,7 @@ class Trainer:
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                    "train_acc": train_acc, "val_loss": val_loss, "val_acc": report["accuracy"],
                    "val_macro_f1": report["macro_f1"], "seconds": round(seconds, 1),
-                   "img_per_s": round(steps_per_epoch * cfg.batch_size / seconds, 1)}
+                   "img_per_s": round(steps_done * cfg.batch_size / seconds, 1), "steps": steps_done}
             history.append(row)
             improved = report["accuracy"] > best
             if improved:
@@ -287,10 +307,16 @@ class Trainer:
             if board:
                 board.log(row)
             eta = elapsed / (epoch + 1) * (cfg.epochs - epoch - 1)
+            if budget_s:
+                eta = max(0.0, min(eta, budget_s - elapsed))
             self.log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f} acc {train_acc:.4f} | "
                      f"{cfg.val_split} loss {val_loss:.4f} acc {report['accuracy']:.4f} "
                      f"macro-F1 {report['macro_f1']:.4f}{' *' if improved else ''} | {seconds:.0f}s "
                      f"{row['img_per_s']:.0f} img/s | ETA {_format_eta(eta)}")
+            if budget_s and elapsed >= budget_s:
+                self.log(f"time budget of {cfg.time_budget_min:g} min spent in epoch {epoch + 1} "
+                         f"({steps_done}/{steps_per_epoch} steps)")
+                break
             if cfg.early_stopping and stale >= cfg.early_stopping:
                 self.log(f"early stop: no {cfg.val_split} improvement in {stale} epochs")
                 break
@@ -302,7 +328,8 @@ class Trainer:
                 "parameters": params}
 
     def _train_epoch(self, model, optimizer, batch_scheduler, images, targets, hard_labels, weights, augmenter,
-                     epoch, device, steps, teachers) -> tuple[float, float]:
+                     epoch, device, steps, teachers, deadline=None) -> tuple[float, float, int]:
+        """One pass over the shuffled training set, or until `deadline` (time.time()) if one is given."""
         from tqdm import tqdm
 
         cfg = self.config
@@ -358,8 +385,10 @@ class Trainer:
                 run_eta = (steps * cfg.batch_size - seen) / rate + (cfg.epochs - epoch - 1) * steps * cfg.batch_size / rate
                 bar.set_postfix_str(refresh=False, s=f"loss {total_loss.item() / seen:.3f} "
                                     f"acc {correct.item() / seen:.3f} {rate:.0f} img/s run ETA {_format_eta(run_eta)}")
+            if deadline is not None and time.time() >= deadline:
+                break
         bar.close()
-        return total_loss.item() / seen, correct.item() / seen
+        return total_loss.item() / seen, correct.item() / seen, step + 1
 
 
 def train(config: TrainConfig | None, out_dir: str | Path, resume: bool = False, epochs: int | None = None,
