@@ -103,9 +103,7 @@ def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int, budget
                 progress = min(1.0, (step - warmup) / max(1, total - warmup))
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
-    if config.schedule == "onecycle":
-        if budget_used is not None:
-            raise FerkitError("onecycle needs a fixed number of steps; use cosine with a time budget")
+    if config.schedule == "onecycle":  # never with a time budget: Trainer refuses that pairing up front
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
                                                    pct_start=max(0.05, min(0.5, warmup / max(total, 1) or 0.3))), True
     if config.schedule == "plateau":
