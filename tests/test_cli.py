@@ -90,10 +90,10 @@ def test_predict_goes_on_past_bad_files_and_exits_non_zero(tiny_run, tmp_path, c
 def test_evaluate_writes_json_and_confusion_png(tiny_run, tiny_csv, tmp_path, capsys):
     out_json = tmp_path / "eval.json"
     assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_csv), "--split", "PrivateTest",
-                 "--json", str(out_json), "--tta", "flip"]) == 0
+                 "--json", str(out_json), "--tta", "flip,shift"]) == 0
     report = json.loads(out_json.read_text())
     assert {"accuracy", "per_class", "confusion_matrix", "macro_f1"} <= set(report)
-    assert report["count"] == 2 and report["tta"] == ["flip"]
+    assert report["count"] == 2 and report["tta"] == ["flip", "shift"]
     assert np.asarray(report["confusion_matrix"]).sum() == 2
     assert (tmp_path / "eval_confusion.png").stat().st_size > 0
     assert "accuracy" in capsys.readouterr().out

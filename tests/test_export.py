@@ -40,7 +40,7 @@ def test_export_matches_pytorch_and_carries_metadata(arch, checkpoints, tmp_path
     assert onnx_model.labels == torch_model.labels and onnx_model.tta == torch_model.tta
     crops = skimage_crops(16)
     for batch in (crops[:1], crops[:5], crops):  # dynamic batch axis
-        for tta in ([], ["flip"]):
+        for tta in ([], ["flip"], ["shift"], ["flip", "shift"]):
             expected = torch_model.predict_proba(batch, tta=tta)
             got = onnx_model.predict_proba(batch, tta=tta)
             assert got.shape == expected.shape

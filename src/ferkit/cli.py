@@ -96,12 +96,23 @@ def cmd_models(args) -> int:
     return 0
 
 
+def tta_argument(text: str) -> list[str]:
+    """--tta MODES: "none", "flip", "shift" or a comma-separated mix, checked while parsing."""
+    from ferkit.runtime.tta import parse_tta
+
+    try:
+        return parse_tta(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, per-class precision/recall/F1 and confusion matrix on a split")
     p.add_argument("--model", default="default", help="shipped model name, run folder or checkpoint file")
     p.add_argument("--data", required=True, help="FER2013 csv(.gz) or a folder of class folders")
     p.add_argument("--split", default="PrivateTest", choices=["Training", "PublicTest", "PrivateTest"])
-    p.add_argument("--tta", choices=["none", "flip"], help="test-time augmentation (default: the model's own)")
+    p.add_argument("--tta", type=tta_argument, metavar="MODES",
+                   help="test-time augmentation: none, flip, shift or flip,shift (default: the model's own)")
     p.add_argument("--clean", action="store_true", help="drop blank images (and leaked Training rows)")
     p.add_argument("--json", help="write the full report as JSON here")
     p.add_argument("--confusion", help="write the normalised confusion matrix PNG here")
@@ -115,7 +126,7 @@ def cmd_evaluate(args) -> int:
 
     classifier = TorchClassifier.load(args.model)
     faces = evaluation_data(args.data, args.split, classifier.labels, clean=args.clean)
-    tta = None if args.tta is None else ([] if args.tta == "none" else [args.tta])
+    tta = args.tta
     report = evaluate_classifier(classifier, faces, tta=tta)
     report.update(model=str(args.model), checkpoint=classifier.source, data=str(args.data),
                   split=args.split if faces.usage is not None else "all", clean=bool(args.clean))
@@ -144,7 +155,8 @@ def _add_predict(sub) -> None:
                     "(no detection).")
     p.add_argument("inputs", nargs="*", help="image or video files, folders or glob patterns")
     p.add_argument("--model", default="default", help="shipped model name, run folder, checkpoint or .onnx file")
-    p.add_argument("--tta", choices=["none", "flip"], help="test-time augmentation (default: the model's own)")
+    p.add_argument("--tta", type=tta_argument, metavar="MODES",
+                   help="test-time augmentation: none, flip, shift or flip,shift (default: the model's own)")
     p.add_argument("--json", help="write one record per face as JSON here")
     p.add_argument("--csv", help="write one row per face as CSV here")
     p.add_argument("--annotate", metavar="DIR", help="write annotated images and per-face probability charts here")
@@ -220,7 +232,7 @@ def _cmd_predict(args) -> int:
     from ferkit.runtime.crops import predict_crop_files
     from ferkit.runtime.recognizer import Recognizer, load_classifier
 
-    tta = None if args.tta is None else ([] if args.tta == "none" else [args.tta])
+    tta = args.tta
     if not args.inputs and args.camera is None:
         raise FerkitError("give image or video files, folders or patterns, or --camera INDEX_OR_URL")
     if args.batch_size < 1:

@@ -44,7 +44,8 @@ class Recognizer:
     model: shipped model name, run folder, checkpoint or .onnx file (or a classifier object).
     detector: back-end name (``retinaface``, ``haar``) or a FaceDetector. threshold / min_face: the detector's
     confidence threshold and smallest face side in pixels. preprocess: crop options from
-    ferkit.vision.align (default none). tta: None for the model's own, [] or ["flip"]. align: level the eyes.
+    ferkit.vision.align (default none). tta: None for the model's own, [], ["flip"] or
+    ["flip", "shift"]. align: level the eyes.
     """
 
     def __init__(self, model="default", detector=DEFAULT_DETECTOR, threshold: float | None = None,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.runtime.tta import check_tta
+from ferkit.runtime.tta import check_tta, tta_views_numpy
 from ferkit.vision.crop import normalise_numpy
 
 def onnx_cache_dir() -> Path:
@@ -97,11 +97,7 @@ class OnnxClassifier:
         out = []
         for start in range(0, len(crops), batch_size):
             x = normalise_numpy(crops[start:start + batch_size])
-            n = len(x)
-            if "flip" in modes:
-                x = np.concatenate([x, x[..., ::-1]])
-            probs = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0]
-            if "flip" in modes:
-                probs = (probs[:n] + probs[n:]) / 2
-            out.append(probs.astype(np.float32))
+            views = tta_views_numpy(x, modes)
+            probs = self.session.run(None, {self.input_name: np.ascontiguousarray(np.concatenate(views))})[0]
+            out.append(probs.reshape(len(views), len(x), -1).mean(0).astype(np.float32))
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)

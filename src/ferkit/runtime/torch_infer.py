@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ferkit.runtime.tta import check_tta
+from ferkit.runtime.tta import SHIFT_PX, SHIFTS, check_tta, view_count
 from ferkit.vision.crop import normalise
+
+
+def tta_views(batch: torch.Tensor, modes: list[str]) -> list[torch.Tensor]:
+    """N×C×H×W → the TTA views, first the unchanged batch (order and pixels as ferkit.runtime.tta.tta_views_numpy)."""
+    views = [batch]
+    if "shift" in modes:
+        p, (h, w) = SHIFT_PX, batch.shape[-2:]
+        padded = F.pad(batch, (p, p, p, p), mode="replicate")
+        views += [padded[..., p - dy:p - dy + h, p - dx:p - dx + w] for dx, dy in SHIFTS[1:]]
+    if "flip" in modes:
+        views += [torch.flip(v, dims=[3]) for v in views]
+    return views
 
 
 @torch.no_grad()
@@ -21,8 +34,7 @@ def predict_proba(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 5
     device = torch.device(device)
     out = []
     for start in range(0, len(crops), batch_size):
-        batch = normalise(crops[start:start + batch_size]).to(device)
-        views = [batch] + ([torch.flip(batch, dims=[3])] if "flip" in modes else [])
+        views = tta_views(normalise(crops[start:start + batch_size]).to(device), modes)
         probs = 0
         for view in views:
             if channels_last:
@@ -38,17 +50,16 @@ def predict_proba(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 5
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 512, tta=()) -> np.ndarray:
-    """uint8 N×48×48 crops → float32 views×N×classes logits (view 0 as is, view 1 mirrored when tta has flip),
+    """uint8 N×48×48 crops → float32 views×N×classes logits (view 0 as is, then the TTA views in tta_views' order),
     for calibration: predict_proba(temperature=T) equals the mean over views of softmax(logits / T)."""
     modes = check_tta(tta)
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(crops), batch_size):
-        batch = normalise(crops[start:start + batch_size])
-        views = [batch] + ([torch.flip(batch, dims=[3])] if "flip" in modes else [])
+        views = tta_views(normalise(crops[start:start + batch_size]), modes)
         out.append(torch.stack([model(view).float() for view in views]).numpy())
     model.train(was_training)
     if not out:
-        return np.zeros((1 + ("flip" in modes), 0, 0), np.float32)
+        return np.zeros((view_count(modes), 0, 0), np.float32)
     return np.concatenate(out, axis=1)

@@ -52,7 +52,8 @@ class TrainConfig:
     channels_last: bool = False
     bf16: bool = False               # bf16 autocast (fast on CPUs with AVX-512 BF16 / AMX, and on GPUs)
     device: str = "auto"             # auto | cpu | cuda
-    tta: list = field(default_factory=list)   # test-time augmentation used when validating: [] or ["flip"]
+    tta: list = field(default_factory=list)   # test-time augmentation used when validating:
+                                              # [], ["flip"], ["flip", "shift"]
     tensorboard: bool = False
     progress: bool = True
 
