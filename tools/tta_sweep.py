@@ -3,7 +3,7 @@
     python tools/tta_sweep.py default --data ../shared/data/fer2013/fer2013.csv.gz --split PublicTest
 
 Each variant averages softmax(logits / T) over its views (T: the model's stored temperature), as `ferkit evaluate`
-does. Views move the face by whole pixels with the border repeated, as the `shift` mode in ferkit.runtime.tta.
+does. Views move the face by whole pixels with the border repeated, with the `shift` mode's own function.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 
 from ferkit.evaluate.evaluate import evaluation_data
 from ferkit.runtime.models import TorchClassifier
+from ferkit.runtime.torch_infer import shifted
 from ferkit.vision.crop import normalise
 
 VARIANTS = {
@@ -23,11 +23,6 @@ VARIANTS = {
     "shift 3 px": [(0, 0), (3, 0), (-3, 0), (0, 3), (0, -3)],
     "diagonal 2 px": [(0, 0), (2, 2), (-2, 2), (2, -2), (-2, -2)],
 }
-
-
-def moved(x: torch.Tensor, dx: int, dy: int, pad: int = 4) -> torch.Tensor:
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    return padded[..., pad - dy:pad - dy + x.shape[-2], pad - dx:pad - dx + x.shape[-1]]
 
 
 @torch.no_grad()
@@ -44,7 +39,7 @@ def main() -> None:
     probs = {}
     for offset in sorted({o for offsets in VARIANTS.values() for o in offsets}):
         for mirrored in (False, True):
-            view = moved(x, *offset)
+            view = shifted(x, *offset)
             view = torch.flip(view, dims=[3]) if mirrored else view
             probs[offset, mirrored] = torch.cat([torch.softmax(model(view[i:i + 512]) / classifier.temperature, 1)
                                                  for i in range(0, len(view), 512)])

@@ -87,12 +87,12 @@ def cmd_models(args) -> int:
         model = create_model(name)
         print(f"{name:<16}{count_parameters(model):>14,}{count_parameters(model, keras_style=True):>16,}")
     print()
-    print(f"{'shipped model':<16}{'architecture':<16}{'parameters':>12}  {'labels':<8}{'TTA':<6}PublicTest")
+    print(f"{'shipped model':<16}{'architecture':<16}{'parameters':>12}  {'labels':<8}{'TTA':<12}PublicTest")
     for name, path in shipped_models().items():
         state = load_checkpoint(path)
         metrics = state.get("metrics", {})
         print(f"{name:<16}{state['arch']:<16}{state.get('parameters', 0):>12,}  {len(state['labels']):<8}"
-              f"{','.join(state.get('tta', [])) or '-':<6}{metrics.get('val_acc', float('nan')):.4f}")
+              f"{','.join(state.get('tta', [])) or '-':<12}{metrics.get('val_acc', float('nan')):.4f}")
     return 0
 
 
@@ -126,8 +126,7 @@ def cmd_evaluate(args) -> int:
 
     classifier = TorchClassifier.load(args.model)
     faces = evaluation_data(args.data, args.split, classifier.labels, clean=args.clean)
-    tta = args.tta
-    report = evaluate_classifier(classifier, faces, tta=tta)
+    report = evaluate_classifier(classifier, faces, tta=args.tta)
     report.update(model=str(args.model), checkpoint=classifier.source, data=str(args.data),
                   split=args.split if faces.usage is not None else "all", clean=bool(args.clean))
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
@@ -232,7 +231,7 @@ def _cmd_predict(args) -> int:
     from ferkit.runtime.crops import predict_crop_files
     from ferkit.runtime.recognizer import Recognizer, load_classifier
 
-    tta = args.tta
+    tta = args.tta  # None: each model's own
     if not args.inputs and args.camera is None:
         raise FerkitError("give image or video files, folders or patterns, or --camera INDEX_OR_URL")
     if args.batch_size < 1:

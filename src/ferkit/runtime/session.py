@@ -98,6 +98,7 @@ class OnnxClassifier:
         for start in range(0, len(crops), batch_size):
             x = normalise_numpy(crops[start:start + batch_size])
             views = tta_views_numpy(x, modes)
-            probs = self.session.run(None, {self.input_name: np.ascontiguousarray(np.concatenate(views))})[0]
+            batch = views[0] if len(views) == 1 else np.concatenate(views)
+            probs = self.session.run(None, {self.input_name: np.ascontiguousarray(batch)})[0]
             out.append(probs.reshape(len(views), len(x), -1).mean(0).astype(np.float32))
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)

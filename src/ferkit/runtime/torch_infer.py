@@ -6,17 +6,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ferkit.runtime.tta import SHIFT_PX, SHIFTS, check_tta, view_count
+from ferkit.runtime.tta import SHIFTS, check_tta, view_count
 from ferkit.vision.crop import normalise
+
+
+def shifted(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Move N×C×H×W content by (dx, dy) pixels, repeating the border (as ferkit.runtime.tta.shift_numpy)."""
+    p = max(abs(dx), abs(dy))
+    if p == 0:
+        return x
+    padded = F.pad(x, (p, p, p, p), mode="replicate")
+    return padded[..., p - dy:p - dy + x.shape[-2], p - dx:p - dx + x.shape[-1]]
 
 
 def tta_views(batch: torch.Tensor, modes: list[str]) -> list[torch.Tensor]:
     """N×C×H×W → the TTA views, first the unchanged batch (order and pixels as ferkit.runtime.tta.tta_views_numpy)."""
-    views = [batch]
-    if "shift" in modes:
-        p, (h, w) = SHIFT_PX, batch.shape[-2:]
-        padded = F.pad(batch, (p, p, p, p), mode="replicate")
-        views += [padded[..., p - dy:p - dy + h, p - dx:p - dx + w] for dx, dy in SHIFTS[1:]]
+    views = [shifted(batch, dx, dy) for dx, dy in (SHIFTS if "shift" in modes else SHIFTS[:1])]
     if "flip" in modes:
         views += [torch.flip(v, dims=[3]) for v in views]
     return views

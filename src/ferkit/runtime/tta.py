@@ -44,10 +44,10 @@ def tta_views_numpy(x: np.ndarray, modes: list[str]) -> list[np.ndarray]:
 
 
 def shift_numpy(x: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """Move the image content by (dx, dy) pixels, repeating the border (as torch's replicate padding)."""
-    if dx == 0 and dy == 0:
+    """Move N×C×H×W content by (dx, dy) pixels, repeating the border (as ferkit.runtime.torch_infer.shifted)."""
+    p = max(abs(dx), abs(dy))
+    if p == 0:
         return x
-    p = SHIFT_PX
     padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), mode="edge")
     h, w = x.shape[-2:]
     return padded[..., p - dy:p - dy + h, p - dx:p - dx + w]
