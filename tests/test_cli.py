@@ -119,6 +119,19 @@ def test_bad_input_gives_one_line_and_non_zero_exit(argv, expected, tiny_csv, ti
     assert expected in captured.err and "Traceback" not in captured.err
 
 
+def test_a_checkpoint_whose_weights_do_not_fit_gives_one_line(tmp_path, capsys):
+    from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
+    from recognition_media import make_checkpoint
+
+    path = make_checkpoint(tmp_path / "edited.pt", "simple_cnn")
+    state = load_checkpoint(path)
+    state["arch"] = "mini_xception"  # weights of one architecture under the name of another
+    save_checkpoint(path, state)
+    assert main(["export", "--model", str(path), "--out", str(tmp_path / "x.onnx")]) == 2
+    line = _error_line(capsys)
+    assert "edited.pt" in line and "do not fit a mini_xception model" in line
+
+
 def test_train_refuses_to_overwrite_a_run(tiny_run, tiny_csv, capsys):
     assert main(["train", "--model", "simple_cnn", "--data", str(tiny_csv), "--out", str(tiny_run)]) == 2
     assert "--resume" in _error_line(capsys)

@@ -1,14 +1,18 @@
 """Score models alone and as an ensemble (mean of their probabilities) on PublicTest and PrivateTest.
 
     python tools/ensemble_eval.py default runs/vgg32_ba --data ../shared/data/fer2013/fer2013.csv.gz
+    python tools/ensemble_eval.py default fast runs/a runs/b --data ... --subsets    # choose members
 
-Each member uses its own TTA and temperature, as `ferkit evaluate` does. Decide on the PublicTest column;
-the PrivateTest column is for reporting what was decided.
+Each member uses its own TTA and temperature, as `ferkit evaluate` does, and as an ensemble made by
+`ferkit ensemble` of the same members (with that TTA) does. Decide on the PublicTest column; the PrivateTest
+column is for reporting what was decided. `--subsets` scores every combination of two or more members on
+PublicTest only, so the choice is made before any PrivateTest figure is seen.
 """
 
 from __future__ import annotations
 
 import argparse
+from itertools import combinations
 
 import numpy as np
 
@@ -21,11 +25,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("members", nargs="+", help="shipped names, run folders or checkpoints")
     parser.add_argument("--data", required=True)
+    parser.add_argument("--subsets", action="store_true", help="every combination of members, PublicTest only")
     args = parser.parse_args()
     classifiers = [TorchClassifier.load(m) for m in args.members]
     labels = classifiers[0].labels
     if any(c.labels != labels for c in classifiers):
         raise SystemExit("members predict different label sets")
+    if args.subsets:
+        faces = evaluation_data(args.data, "PublicTest", labels)
+        probs = [c.predict_proba(faces.images) for c in classifiers]
+        rows = []
+        for size in range(1, len(probs) + 1):
+            for chosen in combinations(range(len(probs)), size):
+                predicted = np.mean([probs[i] for i in chosen], axis=0).argmax(1)
+                rows.append((float((predicted == faces.labels).mean()), [args.members[i] for i in chosen]))
+        print("| members | PublicTest |\n| --- | --- |")
+        for accuracy, names in sorted(rows, key=lambda row: -row[0]):
+            print(f"| {' + '.join(names)} | {accuracy:.4f} |")
+        return
     rows = {name: {} for name in [*args.members, "ensemble"]}
     for split in ("PublicTest", "PrivateTest"):
         faces = evaluation_data(args.data, split, labels)

@@ -400,6 +400,27 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _add_ensemble(sub) -> None:
+    p = sub.add_parser("ensemble", help="combine trained models into one (mean of their probabilities)",
+                       description="Write one checkpoint that averages the members' probabilities, each member at "
+                                   "its own calibration temperature. It works wherever a checkpoint does: evaluate, "
+                                   "predict, calibrate, export, serve, and as a distillation teacher.")
+    p.add_argument("members", nargs="+", help="shipped model names, run folders or checkpoint files (two or more)")
+    p.add_argument("--out", required=True, help="the checkpoint to write")
+    p.add_argument("--tta", type=tta_argument, help="the ensemble's TTA (default: the members' own, if they agree)")
+    p.set_defaults(func=cmd_ensemble)
+
+
+def cmd_ensemble(args) -> int:
+    from ferkit.runtime.ensemble import save_ensemble
+
+    state = save_ensemble(args.members, args.out, tta=args.tta)
+    out = Path(args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(state['members'])} members, "
+          f"{state['parameters']:,} parameters, TTA {','.join(state['tta']) or 'none'}")
+    return 0
+
+
 def _add_augment(sub) -> None:
     p = sub.add_parser("augment", help="save a PNG grid of training images beside their augmented versions")
     p.add_argument("--data", required=True, help="FER2013 csv(.gz) or a folder of class folders")
@@ -557,6 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_predict(sub)
     _add_export(sub)
+    _add_ensemble(sub)
     _add_augment(sub)
     _add_report(sub)
     _add_calibrate(sub)

@@ -52,7 +52,11 @@ class TorchClassifier:
         from ferkit.train.checkpoint import load_checkpoint
 
         path = resolve_checkpoint(name_or_path)
-        return cls(load_checkpoint(path), str(path))
+        state = load_checkpoint(path)
+        try:
+            return cls(state, str(path))
+        except FerkitError as exc:
+            raise FerkitError(f"{path}: {exc}") from None
 
     def predict_proba(self, crops: np.ndarray, tta=None, batch_size: int = 512,
                       temperature: float | None = None) -> np.ndarray:

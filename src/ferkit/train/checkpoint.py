@@ -36,14 +36,22 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def build_from_checkpoint(state: dict) -> torch.nn.Module:
     from ferkit.models import create_model
+    from ferkit.models.ensemble import build_ensemble
 
-    kwargs = dict(state.get("arch_kwargs", {}))
-    if state.get("labels"):
-        kwargs.setdefault("num_classes", len(state["labels"]))  # FER+ models have 8 outputs
-    model = create_model(state["arch"], **kwargs)
+    if state.get("members"):  # an ensemble of trained nets (ferkit.runtime.ensemble)
+        model = build_ensemble(state["members"], len(state["labels"]))
+    else:
+        kwargs = dict(state.get("arch_kwargs", {}))
+        if state.get("labels"):
+            kwargs.setdefault("num_classes", len(state["labels"]))  # FER+ models have 8 outputs
+        model = create_model(state["arch"], **kwargs)
     weights = state["model_state"]
     if any(v.dtype == torch.float16 for v in weights.values()):
         weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:  # a damaged or hand-edited checkpoint: name the first mismatch, not a traceback
+        detail = str(exc).strip().splitlines()[-1].strip()
+        raise FerkitError(f"its weights do not fit a {state['arch']} model: {detail}") from None
     model.eval()
     return model

@@ -1,0 +1,62 @@
+"""Make an ensemble checkpoint from trained ones (`ferkit ensemble MEMBER... --out PATH`).
+
+The checkpoint holds every member's weights and records, per member, what rebuilds it (architecture, its
+arguments, its temperature) and where it came from (the name given, the file's sha256, its training-time
+PublicTest accuracy). It loads, evaluates, calibrates, exports and teaches like any checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ferkit.errors import FerkitError
+from ferkit.models.ensemble import ARCH, Ensemble
+
+
+def ensemble_state(sources: list[str], tta: list[str] | None = None) -> dict:
+    """The checkpoint dict of the ensemble of `sources` (shipped names, run folders or checkpoint files). TTA: as
+    given, else the members' own if they all agree."""
+    from ferkit.runtime.export import file_sha256
+    from ferkit.runtime.models import TorchClassifier, resolve_checkpoint
+    from ferkit.train.checkpoint import load_checkpoint
+
+    if len(sources) < 2:
+        raise FerkitError("an ensemble needs at least two members")
+    members, specs = [], []
+    for source in sources:
+        path = resolve_checkpoint(source)
+        state = load_checkpoint(path)
+        if state.get("members"):
+            raise FerkitError(f"{source}: is itself an ensemble; list its members instead")
+        member = TorchClassifier(state, str(path))
+        members.append(member)
+        specs.append({"arch": state["arch"], "arch_kwargs": dict(state.get("arch_kwargs", {})),
+                      "temperature": member.temperature, "tta": member.tta, "source": str(source),
+                      "sha256": file_sha256(path), "parameters": int(state.get("parameters", 0)),
+                      "val_acc": state.get("metrics", {}).get("val_acc")})
+    first = members[0].state
+    for source, member in zip(sources[1:], members[1:]):
+        if member.labels != members[0].labels:
+            raise FerkitError(f"{source}: predicts {', '.join(member.labels)}; {sources[0]} predicts "
+                              f"{', '.join(members[0].labels)}")
+        if member.state.get("preprocess") != first.get("preprocess"):
+            raise FerkitError(f"{source}: its preprocessing differs from {sources[0]}'s")
+    if tta is None:
+        if any(m.tta != members[0].tta for m in members):
+            raise FerkitError("the members use different TTA; choose one for the ensemble with --tta")
+        tta = members[0].tta
+    model = Ensemble([m.model for m in members], [m.temperature for m in members])
+    return {"arch": ARCH, "arch_kwargs": {}, "members": specs, "labels": list(members[0].labels),
+            "preprocess": first.get("preprocess", {}), "tta": list(tta), "config": {"ensemble": list(sources)},
+            "parameters": sum(spec["parameters"] for spec in specs), "metrics": {}, "epoch": 0,
+            "model_state": model.state_dict()}
+
+
+def save_ensemble(sources: list[str], out: str | Path, tta: list[str] | None = None) -> dict:
+    from ferkit.train.checkpoint import save_checkpoint
+
+    state = ensemble_state(sources, tta)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, state)
+    return state

@@ -1,0 +1,104 @@
+"""Ensembles: one checkpoint whose probabilities are the mean of its members' (each at its own temperature),
+the same in PyTorch and ONNX Runtime; clear refusals for members that cannot be combined."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit.cli import main
+from ferkit.models import create_model
+from ferkit.runtime.export import export_onnx
+from ferkit.runtime.models import TorchClassifier
+from ferkit.runtime.session import OnnxClassifier
+from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
+
+from conftest import skimage_crops
+from recognition_media import make_checkpoint
+
+
+def _with(path, **changes):
+    state = load_checkpoint(path)
+    state.update(changes)
+    save_checkpoint(path, state)
+    return path
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("members")
+    return [
+        _with(make_checkpoint(folder / "a.pt", "simple_cnn", seed=0), temperature=0.7),
+        _with(make_checkpoint(folder / "b.pt", "mini_xception", seed=1), temperature=1.6),
+        make_checkpoint(folder / "c.pt", "simple_cnn", seed=2),
+    ]
+
+
+@pytest.fixture(scope="module")
+def ensemble(members, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ensemble") / "ens.pt"
+    assert main(["ensemble", *map(str, members), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("tta", [[], ["flip"], ["flip", "shift"]])
+def test_probabilities_are_the_mean_of_the_members(members, ensemble, tta):
+    crops = skimage_crops(8)
+    expected = np.mean([TorchClassifier.load(m).predict_proba(crops, tta=tta) for m in members], axis=0)
+    got = TorchClassifier.load(ensemble).predict_proba(crops, tta=tta)
+    assert got.shape == (8, 7)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert not np.allclose(expected, TorchClassifier.load(members[0]).predict_proba(crops, tta=tta), atol=1e-3)
+
+
+def test_the_checkpoint_records_its_members(members, ensemble, capsys):
+    state = load_checkpoint(ensemble)
+    assert state["arch"] == "ensemble" and len(state["members"]) == 3
+    assert [m["arch"] for m in state["members"]] == ["simple_cnn", "mini_xception", "simple_cnn"]
+    assert [m["temperature"] for m in state["members"]] == [0.7, 1.6, 1.0]
+    assert all(len(m["sha256"]) == 64 for m in state["members"])
+    assert state["parameters"] == sum(load_checkpoint(m)["parameters"] for m in members)
+    assert main(["models"]) == 0  # lists shipped models; an ensemble file elsewhere does not disturb it
+
+
+def test_onnx_export_matches_pytorch(ensemble, tmp_path):
+    out = export_onnx(ensemble, tmp_path / "ens.onnx")
+    torch_model, onnx_model = TorchClassifier.load(ensemble), OnnxClassifier.load(out)
+    assert onnx_model.arch == "ensemble" and onnx_model.labels == torch_model.labels
+    crops = skimage_crops(16)
+    for tta in ([], ["flip"]):
+        np.testing.assert_allclose(onnx_model.predict_proba(crops, tta=tta), torch_model.predict_proba(crops, tta=tta),
+                                   atol=1e-4)
+
+
+def test_an_ensemble_teaches_and_evaluates_like_a_checkpoint(ensemble):
+    classifier = TorchClassifier.load(ensemble)
+    logits = classifier.predict_logits(skimage_crops(4), tta=["flip"])
+    assert logits.shape == (2, 4, 7) and np.isfinite(logits).all()
+    probs = torch.softmax(torch.from_numpy(logits[0]), dim=1).numpy()  # log of the mean probability
+    np.testing.assert_allclose(probs, classifier.predict_proba(skimage_crops(4), tta=[]), atol=1e-5)
+
+
+def test_refusals_are_one_line_and_exit_2(members, ensemble, tmp_path, capsys):
+    eight = make_checkpoint(tmp_path / "eight.pt", "simple_cnn")
+    net = create_model("simple_cnn", num_classes=8)
+    _with(eight, labels=[*load_checkpoint(eight)["labels"], "contempt"], model_state=net.state_dict(),
+          arch_kwargs={"num_classes": 8})
+    flipped = make_checkpoint(tmp_path / "flipped.pt", "mini_xception", tta=("flip",))
+    cases = [
+        ([str(members[0])], "at least two members"),
+        ([str(members[0]), str(eight)], "predicts"),
+        ([str(members[0]), str(ensemble)], "is itself an ensemble"),
+        ([str(members[0]), str(flipped)], "--tta"),
+        ([str(members[0]), str(tmp_path / "missing.pt")], "missing.pt"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "never.pt"
+        assert main(["ensemble", *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()
+    out = tmp_path / "chosen.pt"
+    assert main(["ensemble", str(members[0]), str(flipped), "--out", str(out), "--tta", "flip"]) == 0
+    assert load_checkpoint(out)["tta"] == ["flip"]
