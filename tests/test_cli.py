@@ -130,6 +130,11 @@ def test_a_checkpoint_whose_weights_do_not_fit_gives_one_line(tmp_path, capsys):
     assert main(["export", "--model", str(path), "--out", str(tmp_path / "x.onnx")]) == 2
     line = _error_line(capsys)
     assert "edited.pt" in line and "do not fit a mini_xception model" in line
+    state["arch"] = "transformer_xl"  # an architecture this version does not have
+    save_checkpoint(path, state)
+    assert main(["export", "--model", str(path), "--out", str(tmp_path / "x.onnx")]) == 2
+    line = _error_line(capsys)
+    assert "edited.pt" in line and "unknown model 'transformer_xl'" in line
 
 
 def test_train_refuses_to_overwrite_a_run(tiny_run, tiny_csv, capsys):

@@ -102,3 +102,21 @@ def test_refusals_are_one_line_and_exit_2(members, ensemble, tmp_path, capsys):
     out = tmp_path / "chosen.pt"
     assert main(["ensemble", str(members[0]), str(flipped), "--out", str(out), "--tta", "flip"]) == 0
     assert load_checkpoint(out)["tta"] == ["flip"]
+
+
+def test_shipping_an_ensemble_keeps_its_members(ensemble, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("ship", Path(__file__).resolve().parents[1] / "tools" / "ship.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    monkeypatch.setattr(ship, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["ship.py", str(ensemble), "pair", "--tta", "flip"])
+    assert ship.main() == 0
+    crops = skimage_crops(4)
+    shipped = TorchClassifier.load(tmp_path / "pair.pt")
+    assert shipped.arch == "ensemble" and shipped.tta == ["flip"]
+    expected = TorchClassifier.load(ensemble).predict_proba(crops, tta=["flip"])
+    np.testing.assert_allclose(shipped.predict_proba(crops), expected, atol=1e-6)

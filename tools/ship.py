@@ -14,7 +14,7 @@ from ferkit.runtime.models import WEIGHTS_DIR, resolve_checkpoint
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 KEEP = ("arch", "arch_kwargs", "labels", "preprocess", "config", "parameters", "tta", "metrics", "epoch",
-        "elapsed_s", "model_state", "temperature", "calibration")
+        "elapsed_s", "model_state", "temperature", "calibration", "members")
 LIMIT_BYTES = 20 * 1024 * 1024
 
 

@@ -38,13 +38,16 @@ def build_from_checkpoint(state: dict) -> torch.nn.Module:
     from ferkit.models import create_model
     from ferkit.models.ensemble import build_ensemble
 
-    if state.get("members"):  # an ensemble of trained nets (ferkit.runtime.ensemble)
-        model = build_ensemble(state["members"], len(state["labels"]))
-    else:
-        kwargs = dict(state.get("arch_kwargs", {}))
-        if state.get("labels"):
-            kwargs.setdefault("num_classes", len(state["labels"]))  # FER+ models have 8 outputs
-        model = create_model(state["arch"], **kwargs)
+    try:
+        if state.get("members"):  # an ensemble of trained nets (ferkit.runtime.ensemble)
+            model = build_ensemble(state["members"], len(state["labels"]))
+        else:
+            kwargs = dict(state.get("arch_kwargs", {}))
+            if state.get("labels"):
+                kwargs.setdefault("num_classes", len(state["labels"]))  # FER+ models have 8 outputs
+            model = create_model(state["arch"], **kwargs)
+    except KeyError as exc:  # an architecture this version does not have (a newer ferkit, or a stripped checkpoint)
+        raise FerkitError(str(exc).strip('"')) from None
     weights = state["model_state"]
     if any(v.dtype == torch.float16 for v in weights.values()):
         weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
