@@ -120,3 +120,17 @@ def test_shipping_an_ensemble_keeps_its_members(ensemble, tmp_path, monkeypatch)
     assert shipped.arch == "ensemble" and shipped.tta == ["flip"]
     expected = TorchClassifier.load(ensemble).predict_proba(crops, tta=["flip"])
     np.testing.assert_allclose(shipped.predict_proba(crops), expected, atol=1e-6)
+
+
+def test_grad_cam_of_an_ensemble_averages_its_members(ensemble):
+    from ferkit.evaluate.saliency import grad_cam
+
+    classifier = TorchClassifier.load(ensemble)
+    crops = skimage_crops(4)
+    maps, probs = grad_cam(classifier.model, crops)
+    assert maps.shape == (4, 48, 48) and maps.min() >= 0 and maps.max() <= 1
+    np.testing.assert_allclose(probs, classifier.predict_proba(crops, tta=[]), atol=1e-5)
+    target = probs.argmax(1)
+    members = np.mean([grad_cam(m, crops, classes=target)[0] for m in classifier.model.members], axis=0)
+    peak = members.reshape(4, -1).max(1)[:, None, None]
+    np.testing.assert_allclose(maps, np.where(peak > 0, members / np.maximum(peak, 1e-12), 0), atol=1e-6)

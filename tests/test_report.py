@@ -44,7 +44,10 @@ def report_run(report_csv, tmp_path_factory):
 
 
 def test_report_writes_html_and_markdown_with_every_section(report_csv, report_run, tmp_path, capsys):
-    second = make_checkpoint(tmp_path / "mx.pt", "mini_xception", tta=("flip",))
+    # the second model is an ensemble (the run + an untrained mini-Xception): every section must work for it too
+    member = make_checkpoint(tmp_path / "mx.pt", "mini_xception", tta=("flip",))
+    second = tmp_path / "pair.pt"
+    assert main(["ensemble", str(report_run), str(member), "--tta", "flip", "--out", str(second)]) == 0
     out = tmp_path / "report"
     assert main(["report", "--model", str(report_run), "--model", str(second), "--data", str(report_csv),
                  "--out", str(out), "--no-progress", "--threads", "1"]) == 0
@@ -52,7 +55,8 @@ def test_report_writes_html_and_markdown_with_every_section(report_csv, report_r
 
     page = (out / "report.html").read_text(encoding="utf-8")
     for anchor in ("comparison", "model-run", "metrics-run", "confused-run", "curves-run", "robustness-run",
-                   "calibration-run", "saliency-run", "model-mx-pt", "robustness-mx-pt", "perturbations"):
+                   "calibration-run", "saliency-run", "model-pair-pt", "robustness-pair-pt", "saliency-pair-pt",
+                   "perturbations"):
         assert f'id="{anchor}"' in page, anchor
     assert "fig-comparison-robustness" in page  # overlaid curves, two models
     for label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"):
@@ -68,7 +72,7 @@ def test_report_writes_html_and_markdown_with_every_section(report_csv, report_r
     markdown = (out / "report.md").read_text(encoding="utf-8")
     for heading in ("## Model comparison", "### run: metrics", "### run: most-confused pairs",
                     "### run: training curves", "### run: robustness", "### run: calibration", "### run: saliency",
-                    "### mx.pt: calibration", "## Perturbations"):
+                    "### pair.pt: calibration", "### pair.pt: saliency", "## Perturbations"):
         assert heading in markdown, heading
     figures = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", markdown)
     assert len(figures) == len(sources)

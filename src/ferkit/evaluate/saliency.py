@@ -4,6 +4,7 @@ Grad-CAM (Selvaraju et al. 2017) weights the feature maps of a late convolutiona
 the gradient of a class score, keeps the positive part and upsamples it to the crop: where the evidence for
 that class lies. The stage used is the last top-level module whose output is still a feature map of at least
 6×6 (1/8 of the crop) with more channels than classes, so maps stay finer than the 3×3 of the last blocks.
+An ensemble's map is the mean of its members' maps for the ensemble's class.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ferkit.models.ensemble import Ensemble
 from ferkit.vision.crop import normalise
 
 MIN_SIDE = 6
@@ -54,6 +56,8 @@ def grad_cam(model: torch.nn.Module, crops: np.ndarray, classes=None, layer: tor
     if crops.ndim == 2:
         crops = crops[None]
     x = normalise(crops)
+    if isinstance(model, Ensemble) and layer is None:
+        return _ensemble_grad_cam(model, crops, x, classes)
     was_training = model.training
     model.eval()
     if layer is None:
@@ -79,6 +83,20 @@ def grad_cam(model: torch.nn.Module, crops: np.ndarray, classes=None, layer: tor
     cam = torch.where(peak > 1e-12, cam / peak, torch.zeros_like(cam)).clamp(0, 1)
     probs = torch.softmax(logits.detach(), dim=1)
     return cam.detach().numpy().astype(np.float32), probs.numpy().astype(np.float32)
+
+
+def _ensemble_grad_cam(model: Ensemble, crops: np.ndarray, x: torch.Tensor, classes) -> tuple[np.ndarray, np.ndarray]:
+    """An ensemble has no single feature map: each member's map for the ensemble's class, averaged, rescaled."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=1).numpy().astype(np.float32)
+    model.train(was_training)
+    target = probs.argmax(1) if classes is None else np.asarray(classes)
+    cam = np.mean([grad_cam(member, crops, classes=target)[0] for member in model.members], axis=0)
+    peak = cam.reshape(len(cam), -1).max(axis=1)[:, None, None]
+    cam = np.where(peak > 1e-12, cam / np.maximum(peak, 1e-12), 0).clip(0, 1)
+    return cam.astype(np.float32), probs
 
 
 def pick_examples(labels: np.ndarray, probs: np.ndarray, per_class: int = 3) -> dict[int, dict[str, list[int]]]:
