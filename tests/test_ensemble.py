@@ -134,3 +134,14 @@ def test_grad_cam_of_an_ensemble_averages_its_members(ensemble):
     members = np.mean([grad_cam(m, crops, classes=target)[0] for m in classifier.model.members], axis=0)
     peak = members.reshape(4, -1).max(1)[:, None, None]
     np.testing.assert_allclose(maps, np.where(peak > 0, members / np.maximum(peak, 1e-12), 0), atol=1e-6)
+
+
+def test_an_ensemble_is_a_distillation_teacher(ensemble):
+    from ferkit.train.engine import load_teachers, teacher_probs
+    from ferkit.vision.crop import normalise
+
+    crops = skimage_crops(4)
+    teachers = load_teachers([str(ensemble)], 7, torch.device("cpu"), channels_last=True)
+    probs = teacher_probs(teachers, normalise(crops).contiguous(memory_format=torch.channels_last), 1.0, False)
+    expected = TorchClassifier.load(ensemble).predict_proba(crops, tta=[])
+    np.testing.assert_allclose(probs.numpy(), expected, atol=1e-5)
