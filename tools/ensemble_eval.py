@@ -5,8 +5,8 @@
 
 Each member uses its own TTA and temperature, as `ferkit evaluate` does, and as an ensemble made by
 `ferkit ensemble` of the same members (with that TTA) does. Decide on the PublicTest column; the PrivateTest
-column is for reporting what was decided. `--subsets` scores every combination of two or more members on
-PublicTest only, so the choice is made before any PrivateTest figure is seen.
+column is for reporting what was decided. `--subsets` scores every combination of members (each alone too, as
+the baseline) on PublicTest only, so the choice is made before any PrivateTest figure is seen.
 """
 
 from __future__ import annotations

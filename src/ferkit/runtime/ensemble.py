@@ -17,30 +17,27 @@ def ensemble_state(sources: list[str], tta: list[str] | None = None) -> dict:
     """The checkpoint dict of the ensemble of `sources` (shipped names, run folders or checkpoint files). TTA: as
     given, else the members' own if they all agree."""
     from ferkit.runtime.export import file_sha256
-    from ferkit.runtime.models import TorchClassifier, resolve_checkpoint
-    from ferkit.train.checkpoint import load_checkpoint
+    from ferkit.runtime.models import TorchClassifier
 
     if len(sources) < 2:
         raise FerkitError("an ensemble needs at least two members")
     members, specs = [], []
     for source in sources:
-        path = resolve_checkpoint(source)
-        state = load_checkpoint(path)
+        member = TorchClassifier.load(source)  # errors name the file
+        state = member.state
         if state.get("members"):
             raise FerkitError(f"{source}: is itself an ensemble; list its members instead")
-        member = TorchClassifier(state, str(path))
+        if members and member.labels != members[0].labels:
+            raise FerkitError(f"{source}: predicts {', '.join(member.labels)}; {sources[0]} predicts "
+                              f"{', '.join(members[0].labels)}")
+        if members and state.get("preprocess") != members[0].state.get("preprocess"):
+            raise FerkitError(f"{source}: its preprocessing differs from {sources[0]}'s")
         members.append(member)
         specs.append({"arch": state["arch"], "arch_kwargs": dict(state.get("arch_kwargs", {})),
                       "temperature": member.temperature, "tta": member.tta, "source": str(source),
-                      "sha256": file_sha256(path), "parameters": int(state.get("parameters", 0)),
+                      "sha256": file_sha256(member.source), "parameters": int(state.get("parameters", 0)),
                       "val_acc": state.get("metrics", {}).get("val_acc")})
     first = members[0].state
-    for source, member in zip(sources[1:], members[1:]):
-        if member.labels != members[0].labels:
-            raise FerkitError(f"{source}: predicts {', '.join(member.labels)}; {sources[0]} predicts "
-                              f"{', '.join(members[0].labels)}")
-        if member.state.get("preprocess") != first.get("preprocess"):
-            raise FerkitError(f"{source}: its preprocessing differs from {sources[0]}'s")
     if tta is None:
         if any(m.tta != members[0].tta for m in members):
             raise FerkitError("the members use different TTA; choose one for the ensemble with --tta")

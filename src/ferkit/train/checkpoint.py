@@ -38,13 +38,14 @@ def build_from_checkpoint(state: dict) -> torch.nn.Module:
     from ferkit.models import create_model
     from ferkit.models.ensemble import build_ensemble
 
+    num_classes = len(state.get("labels") or [])  # FER+ models have 8 outputs
     try:
         if state.get("members"):  # an ensemble of trained nets (ferkit.runtime.ensemble)
-            model = build_ensemble(state["members"], len(state["labels"]))
+            model = build_ensemble(state["members"], num_classes)
         else:
             kwargs = dict(state.get("arch_kwargs", {}))
-            if state.get("labels"):
-                kwargs.setdefault("num_classes", len(state["labels"]))  # FER+ models have 8 outputs
+            if num_classes:
+                kwargs.setdefault("num_classes", num_classes)
             model = create_model(state["arch"], **kwargs)
     except KeyError as exc:  # an architecture this version does not have (a newer ferkit, or a stripped checkpoint)
         raise FerkitError(str(exc).strip('"')) from None
