@@ -1,0 +1,66 @@
+"""Make a trained `vgg` wider without changing its predictions (Net2Wider), as a start for a warm restart.
+
+    python tools/widen.py default --width 40 --out runs/start/default_w40.pt
+    ferkit train --config configs/vgg32.yaml --out runs/vgg40_w --set init_from=runs/start/default_w40.pt \\
+        --set 'model_kwargs={width: 40, convs_per_stage: [1, 2, 2, 2], dropout: 0.3}' ...
+
+Prints the largest change in the logits over real faces when --data is given, so the copy is checked, not trusted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from ferkit.errors import FerkitError
+from ferkit.models import create_model
+from ferkit.models.widen import widen_vgg
+from ferkit.runtime.models import resolve_checkpoint
+from ferkit.train.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+
+KEEP = ("labels", "preprocess", "tta", "config", "temperature")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="shipped name, run folder or checkpoint of a vgg")
+    parser.add_argument("--width", type=int, required=True, help="the new width (channels of the first stage)")
+    parser.add_argument("--out", required=True, help="checkpoint to write")
+    parser.add_argument("--noise", type=float, default=0.01, help="noise on the copies, relative (0: exact copy)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", help="FER2013 csv: report the logit change on PublicTest")
+    args = parser.parse_args()
+    try:
+        state = load_checkpoint(resolve_checkpoint(args.model))
+        if state.get("arch") != "vgg":
+            raise FerkitError(f"{args.model} is a {state.get('arch')!r} net; only vgg nets can be widened")
+        old = build_from_checkpoint(state)
+        kwargs = {**state.get("arch_kwargs", {}), "width": args.width, "num_classes": len(state["labels"])}
+        if args.width <= state["arch_kwargs"].get("width", 32):
+            raise FerkitError(f"--width {args.width} is not wider than the model's {state['arch_kwargs'].get('width')}")
+        new = widen_vgg(old, create_model("vgg", **kwargs), noise=args.noise, seed=args.seed).eval()
+    except FerkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.data:
+        from ferkit.evaluate.evaluate import evaluation_data
+        from ferkit.vision.crop import normalise
+
+        x = normalise(evaluation_data(args.data, "PublicTest", state["labels"]).images)
+        with torch.no_grad():
+            before, after = old(x), new(x)
+        agree = (before.argmax(1) == after.argmax(1)).float().mean()
+        print(f"PublicTest logits: largest change {(before - after).abs().max():.4g}, arg-max agreement {agree:.4f}")
+    kwargs.pop("num_classes")
+    out = {key: state[key] for key in KEEP if key in state}
+    out.update(arch="vgg", arch_kwargs=kwargs, model_state=new.state_dict(),
+               parameters=sum(p.numel() for p in new.parameters()), widened_from=str(args.model))
+    save_checkpoint(args.out, out)
+    print(f"widened {args.model} to width {args.width} ({out['parameters']:,} parameters): {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
