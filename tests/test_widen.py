@@ -56,6 +56,8 @@ def test_noise_makes_copies_differ_but_keeps_the_predictions(shipped, faces):
 def test_nets_it_cannot_widen_are_refused(shipped):
     with pytest.raises(FerkitError, match="same layers"):
         widen_vgg(shipped, create_model("vgg", **{**KWARGS, "width": NEW, "convs_per_stage": [2, 2, 2, 2]}))
+    with pytest.raises(FerkitError, match="narrower"):
+        widen_vgg(shipped, create_model("vgg", **{**KWARGS, "width": OLD - 8}))
     se = create_model("vgg", **KWARGS, se=True)
     with pytest.raises(FerkitError, match="squeeze-excite"):
         widen_vgg(se, create_model("vgg", **{**KWARGS, "width": NEW}, se=True))

@@ -35,6 +35,8 @@ def widen_vgg(old: nn.Sequential, new: nn.Sequential, noise: float = 0.01, seed:
     mapping = counts = None  # for the current layer's input: the old channel each new one copies, copies per old
     for o, n in zip(_leaves(old_mods), _leaves(new_mods)):
         if isinstance(o, nn.Conv2d):
+            if n.out_channels < o.out_channels:
+                raise FerkitError(f"widen: the new net is narrower ({n.out_channels} channels, not {o.out_channels})")
             weight = o.weight
             if mapping is not None:  # read copied input channels at a share of their weight
                 weight = weight[:, mapping] / counts[mapping].view(1, -1, 1, 1)
