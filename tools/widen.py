@@ -16,6 +16,7 @@ import torch
 
 from ferkit.errors import FerkitError
 from ferkit.models import create_model
+from ferkit.models.registry import count_parameters
 from ferkit.models.widen import widen_vgg
 from ferkit.runtime.models import resolve_checkpoint
 from ferkit.train.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
@@ -49,14 +50,15 @@ def main() -> int:
         from ferkit.vision.crop import normalise
 
         x = normalise(evaluation_data(args.data, "PublicTest", state["labels"]).images)
-        with torch.no_grad():
-            before, after = old(x), new(x)
+        with torch.no_grad():  # in chunks: a whole split at once needs over 1 GB of activations
+            before = torch.cat([old(x[i:i + 512]) for i in range(0, len(x), 512)])
+            after = torch.cat([new(x[i:i + 512]) for i in range(0, len(x), 512)])
         agree = (before.argmax(1) == after.argmax(1)).float().mean()
         print(f"PublicTest logits: largest change {(before - after).abs().max():.4g}, arg-max agreement {agree:.4f}")
     kwargs.pop("num_classes")
     out = {key: state[key] for key in KEEP if key in state}
     out.update(arch="vgg", arch_kwargs=kwargs, model_state=new.state_dict(),
-               parameters=sum(p.numel() for p in new.parameters()), widened_from=str(args.model))
+               parameters=count_parameters(new), widened_from=str(args.model))
     save_checkpoint(args.out, out)
     print(f"widened {args.model} to width {args.width} ({out['parameters']:,} parameters): {args.out}")
     return 0
