@@ -187,3 +187,58 @@ def test_onecycle_with_a_time_budget_is_refused(small_csv, tmp_path):
 
     with pytest.raises(FerkitError, match="onecycle"):
         train(_config(small_csv, schedule="onecycle", time_budget_min=1.0), tmp_path / "run", log=lambda *_: None)
+
+
+def test_the_weight_average_follows_its_warmed_up_decay_and_copies_integer_buffers():
+    from ferkit.models import create_model
+    from ferkit.train.ema import WeightAverage
+
+    torch.manual_seed(0)
+    model = create_model("mini_xception", num_classes=7)  # has BN: running stats and an integer batch counter
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    average = WeightAverage(model, decay=0.99)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            tensor.add_(1) if tensor.is_floating_point() else tensor.fill_(5)
+    average.update(model)
+    decay = 1 / 10  # warm-up: update n uses (1 + n) / (10 + n) while that is under 0.99
+    assert average.current_decay() == pytest.approx(2 / 11)
+    for name, value in average.model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, decay * start[name] + (1 - decay) * (start[name] + 1))
+        else:
+            assert int(value) == 5, name
+    assert all(not p.requires_grad for p in average.model.parameters())
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_with_ema_the_average_is_validated_saved_as_best_and_resumed_exactly(small_csv, tmp_path):
+    config = dict(epochs=2, subset=256, ema=0.9, optimizer="sgd", lr=0.05)
+    lines = []
+    train(_config(small_csv, **config), tmp_path / "straight", log=lines.append)
+    train(_config(small_csv, **config), tmp_path / "resumed", log=lambda *_: None, stop_after_epochs=1)
+    after_one = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    best = load_checkpoint(tmp_path / "resumed" / "best.pt")  # epoch 1 is always the best so far
+    assert best["epoch"] == 1
+    for name, tensor in best["model_state"].items():
+        assert torch.equal(tensor, after_one["ema_state"]["model_state"][name]), name
+    assert any(not torch.equal(after_one["model_state"][k], best["model_state"][k])
+               for k in best["model_state"] if best["model_state"][k].is_floating_point())
+    train(None, tmp_path / "resumed", resume=True, log=lambda *_: None)
+
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert resumed["ema_state"]["updates"] == straight["ema_state"]["updates"] == 2 * (256 // 64)
+    for name, tensor in straight["ema_state"]["model_state"].items():
+        assert torch.equal(tensor, resumed["ema_state"]["model_state"][name]), name
+    assert all("val_acc_raw" in row for row in straight["history"])
+    assert "val_acc_raw" in (tmp_path / "straight" / "history.csv").read_text().splitlines()[0]
+    assert any("raw weights" in line for line in lines)
+
+
+def test_an_ema_decay_outside_0_to_1_is_refused(small_csv, tmp_path):
+    from ferkit.errors import FerkitError
+
+    with pytest.raises(FerkitError, match="ema must be a decay"):
+        train(_config(small_csv, ema=1.5), tmp_path / "run", log=lambda *_: None)

@@ -6,12 +6,13 @@ import csv
 from pathlib import Path
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "seconds",
-                  "img_per_s", "steps"]
+                  "img_per_s", "steps", "val_acc_raw"]  # val_acc_raw: the raw weights' accuracy when ema is on
 
 
 def write_history(path: Path, history: list[dict]) -> None:
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, HISTORY_FIELDS, extrasaction="ignore")
+        names = [name for name in HISTORY_FIELDS if any(name in row for row in history)]
+        writer = csv.DictWriter(handle, names, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
 
@@ -27,6 +28,9 @@ def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
         ax.plot(epochs, [row[f"train_{key}"] for row in history], label="train", marker=".")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], label="PublicTest", marker=".")
+        if key == "acc" and "val_acc_raw" in history[0]:
+            ax.plot(epochs, [row["val_acc_raw"] for row in history], label="PublicTest, raw weights",
+                    linestyle="--", alpha=0.7)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

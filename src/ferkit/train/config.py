@@ -47,6 +47,8 @@ class TrainConfig:
     distill_temperature: float = 1.0
     distill_mode: str = "offline"    # offline: teachers score each clean training image once (flip-averaged), cheap
                                      # on a CPU; online: teachers see every augmented batch the student sees
+    ema: float = 0.0                 # > 0: keep an exponential moving average of the weights with this decay per
+                                     # step (0.999 ≈ the last 1000 steps) and validate, select and save it instead
     seed: int = 0
     threads: int = 0                 # torch threads; 0 = torch's default
     channels_last: bool = False

@@ -27,6 +27,7 @@ from ferkit.runtime.tta import check_tta
 from ferkit.train.callbacks import TensorBoardLogger, plot_curves, write_history
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 from ferkit.train.config import TrainConfig
+from ferkit.train.ema import WeightAverage
 from ferkit.vision.crop import PREPROCESS, normalise_unit
 
 
@@ -200,6 +201,8 @@ class Trainer:
             check_tta(config.tta)
             if config.distill_mode not in ("offline", "online"):
                 raise ValueError(f"unknown distill_mode {config.distill_mode!r}; expected offline or online")
+            if not 0.0 <= config.ema < 1.0:
+                raise ValueError(f"ema must be a decay in [0, 1) (0 = off), got {config.ema}")
             if config.time_budget_min < 0 or (config.time_budget_min and config.schedule == "onecycle"):
                 raise ValueError("time_budget_min must be >= 0, and onecycle needs a fixed number of steps "
                                  "(use cosine, plateau or none with a time budget)")
@@ -233,12 +236,15 @@ class Trainer:
         clock = {"spent": 0.0, "since": time.time()}
         budget_used = (lambda: (clock["spent"] + time.time() - clock["since"]) / budget_s) if budget_s else None
         scheduler, per_batch = build_scheduler(optimizer, cfg, steps_per_epoch, budget_used)
+        average = WeightAverage(model, cfg.ema) if cfg.ema else None
 
         history, best, stale, start_epoch, elapsed = [], -1.0, 0, 0, 0.0
         if self.state is not None:
             model.load_state_dict(self.state["model_state"])
             optimizer.load_state_dict(self.state["optimizer_state"])
             scheduler.load_state_dict(self.state["scheduler_state"])
+            if average is not None:
+                average.load_state_dict(self.state["ema_state"])
             history, best, stale = self.state["history"], self.state["best_val_acc"], self.state["stale_epochs"]
             start_epoch, elapsed = self.state["epoch"], self.state["elapsed_s"]
             self.log(f"resuming {self.out} after epoch {start_epoch}/{cfg.epochs}")
@@ -273,10 +279,16 @@ class Trainer:
             deadline = started + budget_s - elapsed if budget_s else None
             train_loss, train_acc, steps_done = self._train_epoch(
                 model, optimizer, scheduler if per_batch else None, images, targets, train.labels, weights,
-                augmenter, epoch, device, steps_per_epoch, teachers, deadline)
-            probs = predict_proba(model, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
+                augmenter, epoch, device, steps_per_epoch, teachers, deadline, average)
+            # With ema the averaged weights are the ones validated, selected and saved as best.pt.
+            chosen = average.model if average is not None else model
+            probs = predict_proba(chosen, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
                                   bf16=cfg.bf16)
             report = classification_report(val.labels, probs.argmax(1), labels)
+            if average is not None:  # the raw weights too, to show what the average adds
+                raw = predict_proba(model, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
+                                    bf16=cfg.bf16)
+                raw_acc = float((raw.argmax(1) == val.labels).mean())
             val_loss = float(-np.log(np.clip(probs[np.arange(len(val)), val.labels], 1e-12, None)).mean())
             if not per_batch:
                 scheduler.step(report["accuracy"])
@@ -286,12 +298,14 @@ class Trainer:
                    "train_acc": train_acc, "val_loss": val_loss, "val_acc": report["accuracy"],
                    "val_macro_f1": report["macro_f1"], "seconds": round(seconds, 1),
                    "img_per_s": round(steps_done * cfg.batch_size / seconds, 1), "steps": steps_done}
+            if average is not None:
+                row["val_acc_raw"] = raw_acc
             history.append(row)
             improved = report["accuracy"] > best
             if improved:
                 best, stale = report["accuracy"], 0
                 save_checkpoint(self.out / "best.pt", {
-                    **meta, "model_state": model.state_dict(), "epoch": epoch + 1, "elapsed_s": elapsed,
+                    **meta, "model_state": chosen.state_dict(), "epoch": epoch + 1, "elapsed_s": elapsed,
                     "metrics": {"val_split": cfg.val_split, "val_acc": best, "val_macro_f1": report["macro_f1"],
                                 "train_acc": train_acc}})
             else:
@@ -299,7 +313,8 @@ class Trainer:
             save_checkpoint(self.out / "last.pt", {
                 **meta, "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-                "best_val_acc": best, "stale_epochs": stale, "elapsed_s": elapsed})
+                "best_val_acc": best, "stale_epochs": stale, "elapsed_s": elapsed,
+                **({"ema_state": average.state_dict()} if average is not None else {})})
             write_history(self.out / "history.csv", history)
             plot_curves(self.out / "curves.png", history, title=f"{cfg.model} on {Path(cfg.data).name}")
             if board:
@@ -307,9 +322,11 @@ class Trainer:
             eta = elapsed / (epoch + 1) * (cfg.epochs - epoch - 1)
             if budget_s:
                 eta = max(0.0, min(eta, budget_s - elapsed))
+            raw_note = f" (raw weights {row['val_acc_raw']:.4f})" if average is not None else ""
             self.log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f} acc {train_acc:.4f} | "
                      f"{cfg.val_split} loss {val_loss:.4f} acc {report['accuracy']:.4f} "
-                     f"macro-F1 {report['macro_f1']:.4f}{' *' if improved else ''} | {seconds:.0f}s "
+                     f"macro-F1 {report['macro_f1']:.4f}{' *' if improved else ''}"
+                     f"{raw_note} | {seconds:.0f}s "
                      f"{row['img_per_s']:.0f} img/s | ETA {_format_eta(eta)}")
             if budget_s and elapsed >= budget_s:
                 self.log(f"time budget of {cfg.time_budget_min:g} min spent in epoch {epoch + 1} "
@@ -326,7 +343,7 @@ class Trainer:
                 "parameters": params}
 
     def _train_epoch(self, model, optimizer, batch_scheduler, images, targets, hard_labels, weights, augmenter,
-                     epoch, device, steps, teachers, deadline=None) -> tuple[float, float, int]:
+                     epoch, device, steps, teachers, deadline=None, average=None) -> tuple[float, float, int]:
         """One pass over the shuffled training set, or until `deadline` (time.time()) if one is given."""
         from tqdm import tqdm
 
@@ -372,6 +389,8 @@ class Trainer:
             optimizer.step()
             if batch_scheduler is not None:
                 batch_scheduler.step()
+            if average is not None:
+                average.update(model)
             total_loss += loss.detach() * len(index)
             correct += (logits.argmax(1) == hard[index]).sum()
             seen += len(index)
