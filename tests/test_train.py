@@ -242,3 +242,14 @@ def test_an_ema_decay_outside_0_to_1_is_refused(small_csv, tmp_path):
 
     with pytest.raises(FerkitError, match="ema must be a decay"):
         train(_config(small_csv, ema=1.5), tmp_path / "run", log=lambda *_: None)
+
+
+def test_the_run_eta_ends_at_the_time_budget_when_that_comes_first():
+    import time
+
+    from ferkit.train.engine import _run_eta
+
+    assert _run_eta(3000, rate=100) == 30.0
+    assert _run_eta(3000, rate=100, deadline=time.time() + 3600) == 30.0  # the images run out first
+    assert 595 < _run_eta(10**6, rate=100, deadline=time.time() + 600) <= 600  # the budget runs out first
+    assert _run_eta(3000, rate=100, deadline=time.time() - 5) == 0.0

@@ -174,6 +174,12 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _run_eta(images_left: float, rate: float, deadline: float | None = None) -> float:
+    """Seconds until the run ends: its remaining images at `rate`, or the time budget's deadline if that is sooner."""
+    eta = images_left / rate
+    return eta if deadline is None else max(0.0, min(eta, deadline - time.time()))
+
+
 class Trainer:
     def __init__(self, config: TrainConfig | None, out_dir: str | Path, resume: bool = False,
                  epochs: int | None = None, runtime: dict | None = None, log=print):
@@ -399,7 +405,8 @@ class Trainer:
                     raise FerkitError(f"training diverged at epoch {epoch + 1}, step {step + 1}; "
                                       "lower the learning rate")
                 rate = seen / (time.time() - started)
-                run_eta = (steps * cfg.batch_size - seen) / rate + (cfg.epochs - epoch - 1) * steps * cfg.batch_size / rate
+                run_eta = _run_eta(steps * cfg.batch_size - seen + (cfg.epochs - epoch - 1) * steps * cfg.batch_size,
+                                   rate, deadline)
                 bar.set_postfix_str(refresh=False, s=f"loss {total_loss.item() / seen:.3f} "
                                     f"acc {correct.item() / seen:.3f} {rate:.0f} img/s run ETA {_format_eta(run_eta)}")
             if deadline is not None and time.time() >= deadline:
