@@ -93,3 +93,16 @@ def test_registering_a_name_twice_fails():
     with pytest.raises(ValueError, match="simple_cnn"):
         register_model(simple_cnn)
     assert list_models() == MODELS
+
+
+def test_vgg_takes_smaller_faces_and_is_a_plain_flatten_at_48():
+    from ferkit.models.layers import GridFlatten
+
+    model = create_model("vgg", width=8).eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
+        features = torch.randn(2, 64, 3, 3)
+        assert torch.equal(GridFlatten(3)(features), features.flatten(1))
+        # A 2×2 map is pooled to the 3×3 grid the head reads: corners stay corners, the middle row/column averages.
+        pooled = GridFlatten(3)(torch.arange(4.0).reshape(1, 1, 2, 2)).reshape(3, 3)
+        assert torch.equal(pooled, torch.tensor([[0.0, 0.5, 1.0], [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]]))

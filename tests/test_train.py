@@ -253,3 +253,37 @@ def test_the_run_eta_ends_at_the_time_budget_when_that_comes_first():
     assert _run_eta(3000, rate=100, deadline=time.time() + 3600) == 30.0  # the images run out first
     assert 595 < _run_eta(10**6, rate=100, deadline=time.time() + 600) <= 600  # the budget runs out first
     assert _run_eta(3000, rate=100, deadline=time.time() - 5) == 0.0
+
+
+def test_progressive_resizing_trains_on_small_faces_first_then_at_full_size(small_csv, tmp_path, monkeypatch):
+    from ferkit.train import engine
+
+    seen_sides = []
+    real_downscale = engine.downscale
+
+    def recording_downscale(x, side):
+        out = real_downscale(x, side)
+        seen_sides.append(tuple(out.shape[-2:]))
+        return out
+
+    monkeypatch.setattr(engine, "downscale", recording_downscale)
+    config = _config(small_csv, model="vgg", model_kwargs={"width": 8, "convs_per_stage": [1, 1, 1, 1]}, epochs=4,
+                     subset=256, progressive_size=32, progressive_until=0.5)
+    summary = train(config, tmp_path / "run", log=lambda *_: None)
+    history = load_checkpoint(tmp_path / "run" / "last.pt")["history"]
+    assert [row["train_side"] for row in history] == ["32", "32", "48", "48"]
+    assert seen_sides == [(32, 32)] * (2 * history[0]["steps"])  # half the steps, all at 32×32
+    assert 0.0 <= summary["best_val_acc"] <= 1.0  # validated at full size throughout
+    assert "train_side" in (tmp_path / "run" / "history.csv").read_text().splitlines()[0]
+
+
+def test_progressive_resizing_refuses_a_net_with_a_fixed_input_size_and_bad_settings(small_csv, tmp_path):
+    from ferkit.errors import FerkitError
+
+    with pytest.raises(FerkitError, match="simple_cnn cannot take 32×32 input"):
+        train(_config(small_csv, model="simple_cnn", progressive_size=32), tmp_path / "a", log=lambda *_: None)
+    with pytest.raises(FerkitError, match="progressive_size must be"):
+        train(_config(small_csv, model="vgg", progressive_size=48), tmp_path / "b", log=lambda *_: None)
+    with pytest.raises(FerkitError, match="progressive_size must be"):
+        train(_config(small_csv, model="vgg", progressive_size=32, progressive_until=0), tmp_path / "c",
+              log=lambda *_: None)

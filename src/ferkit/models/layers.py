@@ -28,6 +28,21 @@ class GrayToChannels(nn.Module):
         return x
 
 
+class GridFlatten(nn.Module):
+    """Flattens a C×g×g feature map for a fixed-size head; a map of another size (a net trained at a lower input
+    resolution first, as in progressive resizing) is average-pooled to g×g before. At the size the head was built
+    for it is a plain flatten, so exported graphs and saved weights are unchanged."""
+
+    def __init__(self, grid: int):
+        super().__init__()
+        self.grid = grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.grid, self.grid):
+            x = nn.functional.adaptive_avg_pool2d(x, self.grid)
+        return x.flatten(1)
+
+
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduction: int = 8):
         super().__init__()

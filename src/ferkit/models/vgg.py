@@ -2,7 +2,7 @@
 
 import torch.nn as nn
 
-from ferkit.models.layers import SqueezeExcite, conv_bn_relu
+from ferkit.models.layers import GridFlatten, SqueezeExcite, conv_bn_relu
 from ferkit.models.registry import register_model
 
 
@@ -17,7 +17,7 @@ def _vgg(num_classes: int, in_chans: int, width: int, convs_per_stage, se: bool,
         if se:
             layers.append(SqueezeExcite(cout))
         layers.append(nn.MaxPool2d(2))
-    head = [nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin * 3 * 3, hidden), nn.BatchNorm1d(hidden),
+    head = [GridFlatten(3), nn.Dropout(dropout), nn.Linear(cin * 3 * 3, hidden), nn.BatchNorm1d(hidden),
             nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes)]
     return nn.Sequential(*layers, *head)
 

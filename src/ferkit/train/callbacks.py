@@ -6,7 +6,8 @@ import csv
 from pathlib import Path
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "seconds",
-                  "img_per_s", "steps", "val_acc_raw"]  # val_acc_raw: the raw weights' accuracy when ema is on
+                  "img_per_s", "steps", "val_acc_raw", "train_side"]
+# val_acc_raw: the raw weights' accuracy when ema is on; train_side: the input side(s) of progressive resizing
 
 
 def write_history(path: Path, history: list[dict]) -> None:

@@ -180,6 +180,32 @@ def _run_eta(images_left: float, rate: float, deadline: float | None = None) -> 
     return eta if deadline is None else max(0.0, min(eta, deadline - time.time()))
 
 
+def check_progressive(model: torch.nn.Module, config: TrainConfig) -> None:
+    """Refuses progressive resizing settings that cannot work, before any data is loaded."""
+    side = config.progressive_size
+    if not 8 <= side < PREPROCESS["size"] or not 0.0 < config.progressive_until <= 1.0:
+        raise ValueError(f"progressive_size must be a side in [8, {PREPROCESS['size']}) and progressive_until a "
+                         f"fraction in (0, 1], got {side} and {config.progressive_until}")
+    in_chans = config.model_kwargs.get("in_chans", 1)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, in_chans, side, side))
+    except RuntimeError as exc:
+        raise ValueError(f"{config.model} cannot take {side}×{side} input, so it cannot train with "
+                         f"progressive_size ({str(exc).splitlines()[0]}); vgg, resnet18 and mini_xception can")
+
+
+def downscale(x: torch.Tensor, side: int) -> torch.Tensor:
+    """A batch of faces shrunk to side×side, antialiased as a camera at that resolution would see them."""
+    return F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+
+
+def train_sides(low_res_steps: int, steps: int, side: int) -> str:
+    """The input side(s) an epoch trained at: "32", "48", or "32/48" for the epoch that switches."""
+    sides = ([side] if low_res_steps else []) + ([PREPROCESS["size"]] if low_res_steps < steps else [])
+    return "/".join(map(str, sides))
+
+
 class Trainer:
     def __init__(self, config: TrainConfig | None, out_dir: str | Path, resume: bool = False,
                  epochs: int | None = None, runtime: dict | None = None, log=print):
@@ -213,7 +239,9 @@ class Trainer:
                 raise ValueError("time_budget_min must be >= 0, and onecycle needs a fixed number of steps "
                                  "(use cosine, plateau or none with a time budget)")
             self.augment_config = AugmentConfig.from_dict(config.augment)
-            create_model(config.model, **config.model_kwargs)  # fail now, not after loading the data
+            model = create_model(config.model, **config.model_kwargs)  # fail now, not after loading the data
+            if config.progressive_size:
+                check_progressive(model, config)
         except (KeyError, TypeError, ValueError) as exc:
             raise FerkitError(str(exc).strip('"')) from None
 
@@ -241,6 +269,7 @@ class Trainer:
         budget_s = cfg.time_budget_min * 60
         clock = {"spent": 0.0, "since": time.time()}
         budget_used = (lambda: (clock["spent"] + time.time() - clock["since"]) / budget_s) if budget_s else None
+        self._budget_used = budget_used
         scheduler, per_batch = build_scheduler(optimizer, cfg, steps_per_epoch, budget_used)
         average = WeightAverage(model, cfg.ema) if cfg.ema else None
 
@@ -283,7 +312,7 @@ class Trainer:
             started = time.time()
             clock.update(spent=elapsed, since=started)
             deadline = started + budget_s - elapsed if budget_s else None
-            train_loss, train_acc, steps_done = self._train_epoch(
+            train_loss, train_acc, steps_done, low_res_steps = self._train_epoch(
                 model, optimizer, scheduler if per_batch else None, images, targets, train.labels, weights,
                 augmenter, epoch, device, steps_per_epoch, teachers, deadline, average)
             # With ema the averaged weights are the ones validated, selected and saved as best.pt.
@@ -306,6 +335,8 @@ class Trainer:
                    "img_per_s": round(steps_done * cfg.batch_size / seconds, 1), "steps": steps_done}
             if average is not None:
                 row["val_acc_raw"] = raw_acc
+            if cfg.progressive_size:
+                row["train_side"] = train_sides(low_res_steps, steps_done, cfg.progressive_size)
             history.append(row)
             improved = report["accuracy"] > best
             if improved:
@@ -329,6 +360,8 @@ class Trainer:
             if budget_s:
                 eta = max(0.0, min(eta, budget_s - elapsed))
             raw_note = f" (raw weights {row['val_acc_raw']:.4f})" if average is not None else ""
+            if cfg.progressive_size:
+                raw_note += f" | trained at {row['train_side']} px"
             self.log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f} acc {train_acc:.4f} | "
                      f"{cfg.val_split} loss {val_loss:.4f} acc {report['accuracy']:.4f} "
                      f"macro-F1 {report['macro_f1']:.4f}{' *' if improved else ''}"
@@ -348,9 +381,20 @@ class Trainer:
         return {"best_val_acc": best, "epochs_run": len(history), "elapsed_s": elapsed, "out": str(self.out),
                 "parameters": params}
 
+    def _low_res(self, epoch: int, step: int, steps: int) -> bool:
+        """Whether this step trains at progressive_size: the first progressive_until of the run, on the time
+        budget's clock when there is one, else counted in epochs."""
+        cfg = self.config
+        if not cfg.progressive_size:
+            return False
+        budget_used = getattr(self, "_budget_used", None)
+        done = budget_used() if budget_used is not None else (epoch + step / steps) / cfg.epochs
+        return done < cfg.progressive_until
+
     def _train_epoch(self, model, optimizer, batch_scheduler, images, targets, hard_labels, weights, augmenter,
-                     epoch, device, steps, teachers, deadline=None, average=None) -> tuple[float, float, int]:
-        """One pass over the shuffled training set, or until `deadline` (time.time()) if one is given."""
+                     epoch, device, steps, teachers, deadline=None, average=None) -> tuple[float, float, int, int]:
+        """One pass over the shuffled training set, or until `deadline` (time.time()) if one is given.
+        Returns the mean loss, the accuracy, the steps run and how many of them were at progressive_size."""
         from tqdm import tqdm
 
         cfg = self.config
@@ -363,6 +407,7 @@ class Trainer:
         model.train()
         # Running sums stay on the device; reading them back (a sync) happens only every `sync_every` steps.
         total_loss, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+        low_res_steps = 0
         sync_every = 1 if device.type == "cpu" else 25
         started = time.time()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
@@ -378,9 +423,14 @@ class Trainer:
             x = normalise_unit(x)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            if teachers:
+            if teachers:  # teachers see the full-size face even while the student trains on a smaller one
                 t = (1 - cfg.distill_weight) * t + cfg.distill_weight * teacher_probs(
                     teachers, x, cfg.distill_temperature, cfg.bf16)
+            if self._low_res(epoch, step, steps):
+                x = downscale(x, cfg.progressive_size)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                low_res_steps += 1
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x)
             log_probs = F.log_softmax(logits.float(), dim=1)
@@ -412,7 +462,7 @@ class Trainer:
             if deadline is not None and time.time() >= deadline:
                 break
         bar.close()
-        return total_loss.item() / seen, correct.item() / seen, step + 1
+        return total_loss.item() / seen, correct.item() / seen, step + 1, low_res_steps
 
 
 def train(config: TrainConfig | None, out_dir: str | Path, resume: bool = False, epochs: int | None = None,
