@@ -287,3 +287,19 @@ def test_progressive_resizing_refuses_a_net_with_a_fixed_input_size_and_bad_sett
     with pytest.raises(FerkitError, match="progressive_size must be"):
         train(_config(small_csv, model="vgg", progressive_size=32, progressive_until=0), tmp_path / "c",
               log=lambda *_: None)
+
+
+def test_validate_from_skips_scoring_early_epochs_and_still_selects_from_the_later_ones(small_csv, tmp_path):
+    import math
+
+    config = _config(small_csv, epochs=4, subset=256, validate_from=0.5, ema=0.9, validate_raw=False)
+    lines = []
+    summary = train(config, tmp_path / "run", log=lines.append)
+    history = load_checkpoint(tmp_path / "run" / "last.pt")["history"]
+    assert [math.isnan(row["val_acc"]) for row in history] == [True, False, False, False]  # 1/4 < 0.5 <= 2/4
+    assert "val_acc_raw" not in history[-1]
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] >= 2 and best["metrics"]["val_acc"] == summary["best_val_acc"]
+    assert any("PublicTest not scored before 0.5 of the run" in line for line in lines)
+    with pytest.raises(Exception, match="validate_from must be"):
+        train(_config(small_csv, validate_from=1.0), tmp_path / "bad", log=lambda *_: None)

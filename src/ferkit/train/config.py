@@ -31,6 +31,10 @@ class TrainConfig:
                                      # at full size. Needs a net that takes other sizes (vgg, resnet, mini_xception)
     progressive_until: float = 0.5   # the fraction of the run (of the time budget when one is set, else of the
                                      # epochs) trained at progressive_size
+    validate_from: float = 0.0       # score the validation split only from this fraction of the run on (of the time
+                                     # budget, else of the epochs): under a decaying rate an early epoch is not the
+                                     # best, and its scoring takes time a budget could train with
+    validate_raw: bool = True        # with ema, also score the raw weights each epoch (history's val_acc_raw)
     batch_size: int = 128
     optimizer: str = "sgd"           # sgd (Nesterov momentum) | adam | adamw
     lr: float = 0.01

@@ -233,6 +233,8 @@ class Trainer:
             check_tta(config.tta)
             if config.distill_mode not in ("offline", "online"):
                 raise ValueError(f"unknown distill_mode {config.distill_mode!r}; expected offline or online")
+            if not 0.0 <= config.validate_from < 1.0:
+                raise ValueError(f"validate_from must be a fraction of the run in [0, 1), got {config.validate_from}")
             if not 0.0 <= config.ema < 1.0:
                 raise ValueError(f"ema must be a decay in [0, 1) (0 = off), got {config.ema}")
             if config.time_budget_min < 0 or (config.time_budget_min and config.schedule == "onecycle"):
@@ -317,35 +319,35 @@ class Trainer:
                 augmenter, epoch, device, steps_per_epoch, teachers, deadline, average)
             # With ema the averaged weights are the ones validated, selected and saved as best.pt.
             chosen = average.model if average is not None else model
-            probs = predict_proba(chosen, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
-                                  bf16=cfg.bf16)
-            report = classification_report(val.labels, probs.argmax(1), labels)
-            if average is not None:  # the raw weights too, to show what the average adds
-                raw = predict_proba(model, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
-                                    bf16=cfg.bf16)
-                raw_acc = float((raw.argmax(1) == val.labels).mean())
-            val_loss = float(-np.log(np.clip(probs[np.arange(len(val)), val.labels], 1e-12, None)).mean())
-            if not per_batch:
-                scheduler.step(report["accuracy"])
+            done = self._budget_used() if budget_s else (epoch + 1) / cfg.epochs
+            scored = done >= cfg.validate_from or epoch + 1 == cfg.epochs
+            if scored:
+                val_loss, report, raw_acc = self._validate(chosen, model if average is not None else None, val,
+                                                           labels, device)
+                if not per_batch:
+                    scheduler.step(report["accuracy"])
+            else:  # too early in the run to be its best: the time goes to training instead
+                nan = float("nan")
+                val_loss, report, raw_acc = nan, {"accuracy": nan, "macro_f1": nan}, nan
             seconds = time.time() - started
             elapsed += seconds
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                    "train_acc": train_acc, "val_loss": val_loss, "val_acc": report["accuracy"],
                    "val_macro_f1": report["macro_f1"], "seconds": round(seconds, 1),
                    "img_per_s": round(steps_done * cfg.batch_size / seconds, 1), "steps": steps_done}
-            if average is not None:
+            if average is not None and cfg.validate_raw:
                 row["val_acc_raw"] = raw_acc
             if cfg.progressive_size:
                 row["train_side"] = train_sides(low_res_steps, steps_done, cfg.progressive_size)
             history.append(row)
-            improved = report["accuracy"] > best
+            improved = scored and report["accuracy"] > best
             if improved:
                 best, stale = report["accuracy"], 0
                 save_checkpoint(self.out / "best.pt", {
                     **meta, "model_state": chosen.state_dict(), "epoch": epoch + 1, "elapsed_s": elapsed,
                     "metrics": {"val_split": cfg.val_split, "val_acc": best, "val_macro_f1": report["macro_f1"],
                                 "train_acc": train_acc}})
-            else:
+            elif scored:
                 stale += 1
             save_checkpoint(self.out / "last.pt", {
                 **meta, "model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(),
@@ -359,14 +361,17 @@ class Trainer:
             eta = elapsed / (epoch + 1) * (cfg.epochs - epoch - 1)
             if budget_s:
                 eta = max(0.0, min(eta, budget_s - elapsed))
-            raw_note = f" (raw weights {row['val_acc_raw']:.4f})" if average is not None else ""
+            if scored:
+                val_note = (f"{cfg.val_split} loss {val_loss:.4f} acc {report['accuracy']:.4f} "
+                            f"macro-F1 {report['macro_f1']:.4f}{' *' if improved else ''}")
+                if "val_acc_raw" in row:
+                    val_note += f" (raw weights {raw_acc:.4f})"
+            else:
+                val_note = f"{cfg.val_split} not scored before {cfg.validate_from:g} of the run"
             if cfg.progressive_size:
-                raw_note += f" | trained at {row['train_side']} px"
-            self.log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f} acc {train_acc:.4f} | "
-                     f"{cfg.val_split} loss {val_loss:.4f} acc {report['accuracy']:.4f} "
-                     f"macro-F1 {report['macro_f1']:.4f}{' *' if improved else ''}"
-                     f"{raw_note} | {seconds:.0f}s "
-                     f"{row['img_per_s']:.0f} img/s | ETA {_format_eta(eta)}")
+                val_note += f" | trained at {row['train_side']} px"
+            self.log(f"epoch {epoch + 1}/{cfg.epochs}  loss {train_loss:.4f} acc {train_acc:.4f} | {val_note} | "
+                     f"{seconds:.0f}s {row['img_per_s']:.0f} img/s | ETA {_format_eta(eta)}")
             if budget_s and elapsed >= budget_s:
                 self.log(f"time budget of {cfg.time_budget_min:g} min spent in epoch {epoch + 1} "
                          f"({steps_done}/{steps_per_epoch} steps)")
@@ -380,6 +385,23 @@ class Trainer:
             board.close()
         return {"best_val_acc": best, "epochs_run": len(history), "elapsed_s": elapsed, "out": str(self.out),
                 "parameters": params}
+
+    def _validate(self, chosen, raw_model, val: FaceSet, labels, device) -> tuple[float, dict, float]:
+        """(loss, classification report) of the chosen weights on the validation split, and the raw weights'
+        accuracy (NaN unless they are a separate model and validate_raw is on)."""
+        cfg = self.config
+
+        def probabilities(model_):
+            return predict_proba(model_, val.images, tta=cfg.tta, device=device, channels_last=cfg.channels_last,
+                                 bf16=cfg.bf16)
+
+        probs = probabilities(chosen)
+        report = classification_report(val.labels, probs.argmax(1), labels)
+        loss = float(-np.log(np.clip(probs[np.arange(len(val)), val.labels], 1e-12, None)).mean())
+        raw_acc = float("nan")
+        if raw_model is not None and cfg.validate_raw:  # to show what the average adds
+            raw_acc = float((probabilities(raw_model).argmax(1) == val.labels).mean())
+        return loss, report, raw_acc
 
     def _low_res(self, epoch: int, step: int, steps: int) -> bool:
         """Whether this step trains at progressive_size: the first progressive_until of the run, on the time
