@@ -2,11 +2,21 @@
 
     python tools/gpu_sweep.py PLAN.yaml --pack .gpudata --out $OUT
 
+A lease, step by step (the shipped weights and the pack do not fit in one 64 MiB transfer together):
+
+    python tools/gpu_pack.py pack ../shared/data/fer2013/fer2013.csv.gz .gpudata     # here, once (2 min)
+    python tools/gpu_tree.py hold && python tools/gpu_tree.py size --carry .gpudata  # here: under 64 MiB?
+    device run, carry [".gpudata"], timeout_s 590:
+        python3 tools/gpu_sweep.py plans/gpu_main.yaml --pack .gpudata --out $OUT 2>&1 | tee $OUT/sweep.log
+    python tools/gpu_tree.py restore                                                  # here, at once
+    for t in FILES_AT/runs-*.tar; do tar -xf $t -C runs/; done                       # then results_row.py per run
+
 A plan is a list of phases; the runs of a phase train at once (one process each, sharing the GPU), and a
 phase starts when the one before it ends. A run is `ferkit train` with a config file and --set overrides; a
 run may distil from earlier runs: `teachers: [names]`, of which the `teachers_top` best by PublicTest accuracy
 (the only split anything is chosen on) are used. Every run is stopped at the plan's deadline, keeping its best
-checkpoint. Then every run's best checkpoint is scored on PublicTest and PrivateTest (plain and flip TTA) and
+checkpoint. Then the checkpoints are packed (first, so that a call cut off by its limit still brings them back),
+and every run's best checkpoint is scored on PublicTest and PrivateTest (plain and flip TTA) and
 its probabilities saved, for the results table and for ensembles chosen on PublicTest back home. What comes
 back: summary.json, and tar parts (≤ 15 MiB each) holding each run's history, log, config and slim fp16
 checkpoint, in the plan's `bring_back` order, as many as fit.
@@ -98,23 +108,26 @@ def score(runs_dir: Path, names: list[str], data: Path, out: Path) -> dict:
         if not path.is_file():
             summary[name] = {"error": "no best.pt"}
             continue
-        state = load_checkpoint(path)
-        model = build_from_checkpoint(state).to(DEVICE)
-        history = [line.split(",") for line in (runs_dir / name / "history.csv").read_text().splitlines()]
-        row = {"parameters": state["parameters"], "best_epoch": state["epoch"], "epochs_run": len(history) - 1,
-               "wall_s": round(_elapsed(runs_dir / name), 1),
-               "labels": len(state["labels"])}
-        for split in ("PublicTest", "PrivateTest"):
-            faces = evaluation_data(data, split, state["labels"])
-            for tta in ((), ("flip",)):
-                p = predict_proba(model, faces.images, tta=tta, device=DEVICE, batch_size=1024)
-                report = classification_report(faces.labels, p.argmax(1), state["labels"])
-                key = f"{split}{'_flip' if tta else ''}"
-                row[key] = {"accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4)}
-                probs_out[f"{name}/{key}"] = p.astype(np.float16)
+        try:
+            state = load_checkpoint(path)
+            model = build_from_checkpoint(state).to(DEVICE)
+            history = [line.split(",") for line in (runs_dir / name / "history.csv").read_text().splitlines()]
+            row = {"parameters": state["parameters"], "best_epoch": state["epoch"], "epochs_run": len(history) - 1,
+                   "wall_s": round(_elapsed(runs_dir / name), 1),
+                   "labels": len(state["labels"])}
+            for split in ("PublicTest", "PrivateTest"):
+                faces = evaluation_data(data, split, state["labels"])
+                for tta in ((), ("flip",)):
+                    p = predict_proba(model, faces.images, tta=tta, device=DEVICE, batch_size=1024)
+                    report = classification_report(faces.labels, p.argmax(1), state["labels"])
+                    key = f"{split}{'_flip' if tta else ''}"
+                    row[key] = {"accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4)}
+                    probs_out[f"{name}/{key}"] = p.astype(np.float16)
+            del model
+        except Exception as exc:  # one broken run must not cost the others' figures
+            row = {"error": f"{type(exc).__name__}: {exc}"}
         summary[name] = row
         log(f"{name}: {json.dumps(row)}")
-        del model
     np.savez_compressed(out / "probs.npz", **probs_out)
     return summary
 
@@ -187,7 +200,8 @@ def main() -> None:
     data = unpack(args.pack, Path("/tmp/fer2013"))
     from ferkit.data import load_dataset  # parse once, so the runs all read the cache
 
-    for labels in ("fer2013", "ferplus"):
+    votes = (data.parent / "fer2013new.csv.gz").exists()
+    for labels in ("fer2013", "ferplus") if votes else ("fer2013",):
         load_dataset(data, labels=labels)
     log(f"data ready in {time.time() - start:.0f}s")
     names = []
@@ -196,9 +210,12 @@ def main() -> None:
         log(f"phase {index}: {[run['name'] for run in phase['runs']]}")
         run_phase(phase["runs"], data, args.runs, phase_deadline, plan.get("threads", 1))
         names += [run["name"] for run in phase["runs"]]
+    # The checkpoints first: a call cut off by its time limit still brings back what is already under $OUT, and
+    # every figure of the summary can be measured again at home from them (tools/results_row.py).
+    bring_back(args.runs, plan.get("bring_back", names), args.out, plan.get("bring_weights", True))
+    log("checkpoints packed")
     summary = score(args.runs, names, data, args.out)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
-    bring_back(args.runs, plan.get("bring_back", names), args.out, plan.get("bring_weights", True))
     log(f"done in {time.time() - start:.0f}s")
 
 
