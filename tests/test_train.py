@@ -303,3 +303,22 @@ def test_validate_from_skips_scoring_early_epochs_and_still_selects_from_the_lat
     assert any("PublicTest not scored before 0.5 of the run" in line for line in lines)
     with pytest.raises(Exception, match="validate_from must be"):
         train(_config(small_csv, validate_from=1.0), tmp_path / "bad", log=lambda *_: None)
+
+
+def test_bf16_is_flagged_on_a_cpu_that_would_emulate_it(small_csv, tmp_path, monkeypatch):
+    from ferkit.train import engine
+
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n"
+    zen4 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    sapphire = "flags\t\t: avx2 avx512f amx_bf16 amx_tile\n"
+    assert engine.cpu_has_native_bf16(avx2) is False
+    assert engine.cpu_has_native_bf16(zen4) is True and engine.cpu_has_native_bf16(sapphire) is True
+    assert engine.cpu_has_native_bf16("no flags here") is None
+
+    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    lines = []
+    train(_config(small_csv, epochs=1, subset=128, bf16=True), tmp_path / "run", log=lines.append)
+    assert any("bf16=true on a CPU without AVX-512 BF16 or AMX" in line for line in lines)
+    lines.clear()
+    train(_config(small_csv, epochs=1, subset=128), tmp_path / "fp32", log=lines.append)
+    assert not any("bf16" in line for line in lines)
