@@ -14,21 +14,15 @@ mean net; the better of the two is chosen on PublicTest too. PrivateTest is neve
 from __future__ import annotations
 
 import argparse
-import copy
 
 from ferkit.errors import FerkitError
-from ferkit.evaluate.evaluate import evaluation_data
+from ferkit.evaluate.evaluate import evaluate_classifier, evaluation_data
 from ferkit.models.soup import average_states, recompute_batchnorm
 from ferkit.runtime.models import TorchClassifier, resolve_checkpoint
 from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 KEEP = ("arch", "arch_kwargs", "labels", "preprocess", "config", "parameters", "tta", "metrics", "epoch",
         "elapsed_s")
-
-
-def accuracy(classifier: TorchClassifier, faces) -> float:
-    probs = classifier.predict_proba(faces.images, temperature=1.0)
-    return float((probs.argmax(1) == faces.labels).mean())
 
 
 def main() -> None:
@@ -63,7 +57,7 @@ def run(args) -> None:
         if recompute:
             recompute_batchnorm(classifier.model, train.images)
             weights = {k: v.detach().clone() for k, v in classifier.model.state_dict().items()}
-        return accuracy(classifier, val), weights
+        return evaluate_classifier(classifier, val)["accuracy"], weights
 
     singles = [(score(s["model_state"], False)[0], name, s) for name, s in zip(args.members, states)]
     singles.sort(key=lambda row: -row[0])
@@ -85,7 +79,7 @@ def run(args) -> None:
     else:
         best_acc, name, first = singles[0]
         chosen, names = [first], [name]
-        best_weights, recomputed = copy.deepcopy(first["model_state"]), False
+        best_weights, recomputed = first["model_state"], False
         for acc, name, state in singles[1:]:
             trial_acc, trial_weights, trial_recomputed = best_of(chosen + [state])
             kept = trial_acc >= best_acc
