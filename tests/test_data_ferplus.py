@@ -1,4 +1,5 @@
-"""FER+ relabelling: majority vote, row alignment with FER2013, vote distributions, misalignment errors."""
+"""FER+ relabelling: plurality and strict-majority labels, row alignment with FER2013, vote distributions,
+misalignment errors."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import pytest
 
 from ferkit.data import load_dataset
 from ferkit.data.fer2013 import load_fer2013
-from ferkit.data.ferplus import find_ferplus, load_ferplus, majority_labels, read_votes
+from ferkit.data.ferplus import find_ferplus, load_ferplus, majority_labels, read_votes, strict_majority_labels
 from ferkit.errors import FerkitError
 from ferkit.labels import FERPLUS_EMOTIONS, USAGES
 
 from conftest import DEFAULT_USAGE
+from recognition_media import make_checkpoint
 
 HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
 
@@ -31,6 +33,21 @@ def test_majority_labels_hand_written():
     expected = [0, 1, 7, 1, 4, -1, -1, -1, 0, -1]
     assert majority_labels(votes).tolist() == expected
     assert [FERPLUS_EMOTIONS[i] for i in expected[:5]] == ["neutral", "happy", "contempt", "happy", "angry"]
+
+
+def test_strict_majority_labels_hand_written():
+    """The FER+ authors' test protocol: single votes dropped, then more than half of what is left."""
+    #                 neu hap sur sad ang dis fea con unk NF
+    votes = np.array([[6, 3, 1, 0, 0, 0, 0, 0, 0, 0],    # 6 of 9 → neutral
+                      [5, 1, 1, 1, 1, 1, 0, 0, 0, 0],    # the five single votes go: 5 of 5 → neutral
+                      [5, 5, 0, 0, 0, 0, 0, 0, 0, 0],    # a tie is no majority → -1 (plurality says neutral)
+                      [4, 0, 0, 1, 3, 2, 0, 0, 0, 0],    # 4 of 9 is not more than half → -1
+                      [0, 0, 0, 0, 0, 0, 0, 2, 0, 0],    # 2 of 2 → contempt
+                      [1, 1, 1, 1, 1, 1, 1, 1, 1, 1],    # nothing left after the outliers → -1
+                      [2, 0, 0, 0, 0, 0, 0, 0, 6, 2],    # unknown holds the majority → -1
+                      [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]])   # no votes → -1
+    assert strict_majority_labels(votes).tolist() == [0, 0, -1, -1, 7, -1, -1, -1]
+    assert majority_labels(votes).tolist()[:5] == [0, 0, 0, 0, 7]
 
 
 # Votes for 16 rows, aligned with conftest's 16 fer_rows and their default usages.
@@ -53,6 +70,7 @@ VOTES = [
     [0, 0, 4, 0, 0, 0, 0, 0, 0, 0],   # 15 surprise
 ]
 LABELS = [0, 1, -1, 2, 3, -1, 4, 5, 6, 7, 0, -1, 1, 3, -1, 2]
+STRICT_LABELS = [-1, 1, -1, 2, 3, -1, -1, 5, 6, 7, -1, -1, 1, 3, -1, 2]  # rows 0, 6, 10: no strict majority
 
 
 def write_ferplus(path, votes=VOTES, usages=None, newline="\n", names=True):
@@ -100,6 +118,52 @@ def test_load_ferplus_small(tmp_path, fer_rows, small_fer2013, name, newline):
     assert faces.info["ferplus_dropped"] == 4
     assert len(faces) + faces.info["ferplus_dropped"] == len(small_fer2013)
     assert faces.class_counts().tolist() == [2, 2, 2, 2, 1, 1, 1, 1]
+
+
+def test_load_ferplus_strict_keeps_only_clear_majorities(tmp_path, small_fer2013):
+    path = write_ferplus(tmp_path / "fer2013new.csv")
+    faces = load_ferplus(small_fer2013, path, test="strict")
+    keep = [i for i, label in enumerate(STRICT_LABELS) if label >= 0]
+    assert faces.rows.tolist() == keep and faces.labels.tolist() == [STRICT_LABELS[i] for i in keep]
+    assert faces.info["ferplus_dropped"] == 7 and faces.info["ferplus_test"] == "strict"
+    np.testing.assert_array_equal(faces.votes.argmax(axis=1), faces.labels)
+    with pytest.raises(FerkitError, match="protocol"):
+        load_ferplus(small_fer2013, path, test="majority")
+
+
+def test_evaluate_cli_scores_a_ferplus_model_under_either_protocol(tmp_path, fer_rows, write_fer_csv, capsys):
+    import json
+
+    import torch
+
+    from ferkit.cli import main
+    from ferkit.models import count_parameters, create_model
+    from ferkit.train.checkpoint import save_checkpoint
+    from ferkit.vision.crop import PREPROCESS
+
+    csv = write_fer_csv(tmp_path / "fer2013.csv", fer_rows)
+    write_ferplus(tmp_path / "fer2013new.csv")
+    torch.manual_seed(0)
+    model = create_model("simple_cnn", num_classes=8).eval()
+    checkpoint = tmp_path / "ferplus.pt"
+    save_checkpoint(checkpoint, {"arch": "simple_cnn", "arch_kwargs": {"num_classes": 8},
+                                 "labels": list(FERPLUS_EMOTIONS), "preprocess": dict(PREPROCESS), "config": {},
+                                 "parameters": count_parameters(model), "tta": [], "model_state": model.state_dict(),
+                                 "epoch": 0, "metrics": {}})
+    counts = {}
+    for test in ("plurality", "strict"):
+        out = tmp_path / f"{test}.json"
+        assert main(["evaluate", "--model", str(checkpoint), "--data", str(csv), "--split", "Training",
+                     "--ferplus-test", test, "--json", str(out)]) == 0
+        assert f"FER+ {test} labels" in capsys.readouterr().out
+        report = json.loads(out.read_text())
+        counts[test] = report["count"]
+        assert report["ferplus_test"] == test
+    # Training is rows 0-9: plurality keeps 8 of them, strict 6 (rows 0 and 6 have no majority)
+    assert counts == {"plurality": 8, "strict": 6}
+    fer2013_model = make_checkpoint(tmp_path / "fer2013.pt")
+    assert main(["evaluate", "--model", str(fer2013_model), "--data", str(csv), "--ferplus-test", "strict"]) == 2
+    assert "not a FER+ model" in capsys.readouterr().err
 
 
 def test_ferplus_aligns_by_row_after_skipped_fer2013_rows(tmp_path, fer_rows, write_fer_csv):

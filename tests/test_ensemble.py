@@ -145,3 +145,24 @@ def test_an_ensemble_is_a_distillation_teacher(ensemble):
     probs = teacher_probs(teachers, normalise(crops).contiguous(memory_format=torch.channels_last), 1.0, False)
     expected = TorchClassifier.load(ensemble).predict_proba(crops, tta=[])
     np.testing.assert_allclose(probs.numpy(), expected, atol=1e-5)
+
+
+def test_ensemble_eval_split_views_give_each_member_one_view(members):
+    """tools/ensemble_eval.py --views split: member 1 sees the face, member 2 its mirror image, once each."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "ensemble_eval", Path(__file__).resolve().parents[1] / "tools" / "ensemble_eval.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    crops = skimage_crops(6)
+    a, b = (TorchClassifier.load(m) for m in members[:2])
+    plain, mirrored = a.predict_proba(crops, tta=[]), b.predict_proba(crops[..., ::-1].copy(), tta=[])
+    split = tool.member_probabilities([a, b], crops, "split")
+    np.testing.assert_allclose(split[0], plain, atol=1e-6)
+    np.testing.assert_allclose(split[1], mirrored, atol=1e-6)
+    assert not np.allclose(mirrored, b.predict_proba(crops, tta=[]), atol=1e-4)  # the mirror is a different view
+    np.testing.assert_allclose(tool.member_probabilities([a, b], crops, "none")[1], b.predict_proba(crops, tta=[]),
+                               atol=1e-6)
+    np.testing.assert_allclose(tool.member_probabilities([a], crops, "own")[0], a.predict_proba(crops), atol=1e-6)

@@ -9,8 +9,9 @@ from ferkit.errors import FerkitError
 
 
 def load_dataset(path: str | Path, labels: str = "fer2013", clean: bool = False, skip_bad_rows: bool = False,
-                 ferplus_path: str | Path | None = None) -> FaceSet:
-    """Any supported source by path: a FER2013 csv(.gz), or a folder of class folders."""
+                 ferplus_path: str | Path | None = None, ferplus_test: str = "plurality") -> FaceSet:
+    """Any supported source by path: a FER2013 csv(.gz), or a folder of class folders. ferplus_test: how FER+
+    votes become labels, "plurality" or "strict" (ferkit.data.ferplus)."""
     from ferkit.data.clean import clean_faceset
     from ferkit.data.fer2013 import load_fer2013
     from ferkit.data.folders import load_folder
@@ -26,7 +27,7 @@ def load_dataset(path: str | Path, labels: str = "fer2013", clean: bool = False,
     else:
         faces = load_fer2013(path, skip_bad_rows=skip_bad_rows)
         if labels == "ferplus":
-            faces = load_ferplus(faces, ferplus_path or find_ferplus(path))
+            faces = load_ferplus(faces, ferplus_path or find_ferplus(path), test=ferplus_test)
         elif labels != "fer2013":
             raise FerkitError(f"unknown label set {labels!r}; expected fer2013 or ferplus")
     return clean_faceset(faces) if clean else faces

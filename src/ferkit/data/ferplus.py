@@ -1,4 +1,12 @@
-"""FER+ relabelling (fer2013new.csv[.gz]): 10 votes per FER2013 row, aligned by row position (not by file name)."""
+"""FER+ relabelling (fer2013new.csv[.gz]): 10 votes per FER2013 row, aligned by row position (not by file name).
+
+Two ways to turn votes into one test label:
+- ``plurality`` (ours, the default): every face whose top vote is an emotion, ties to the first column. It keeps
+  nearly all faces, the ambiguous ones too.
+- ``strict``: the FER+ authors' "majority" test protocol (Barsoum et al. 2016; the ``majority`` mode that
+  microsoft/FERPlus applies to its validation and test sets). Single votes are dropped as outliers, and a face is
+  kept only where one emotion holds more than half of the votes left. Published FER+ accuracies use this set.
+"""
 
 from __future__ import annotations
 
@@ -44,20 +52,37 @@ def read_votes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def majority_labels(votes: np.ndarray) -> np.ndarray:
-    """Top-voted class per row (first in column order on a tie); -1 where unknown or NF tops it, or it has no votes."""
+    """The plurality label: top-voted class per row (first in column order on a tie); -1 where unknown or NF tops
+    it, or it has no votes."""
     top = votes.argmax(axis=1)
     return np.where((top < len(FERPLUS_EMOTIONS)) & (votes.max(axis=1) > 0), top, -1)
 
 
-def load_ferplus(fer2013: FaceSet, ferplus_path: str | Path) -> FaceSet:
-    """FER2013 images with FER+ majority labels (8 classes) and vote distributions; unknown/NF rows dropped."""
+FERPLUS_TESTS = ("plurality", "strict")
+
+
+def strict_majority_labels(votes: np.ndarray) -> np.ndarray:
+    """The FER+ authors' majority label: after dropping single votes, the class holding more than half of the
+    remaining votes; -1 where no class does, or where unknown or NF does."""
+    kept = np.where(votes > 1, votes, 0)
+    top = kept.argmax(axis=1)
+    strict = kept.max(axis=1) * 2 > kept.sum(axis=1)  # also false when no votes are left
+    return np.where(strict & (top < len(FERPLUS_EMOTIONS)), top, -1)
+
+
+def load_ferplus(fer2013: FaceSet, ferplus_path: str | Path, test: str = "plurality") -> FaceSet:
+    """FER2013 images with FER+ labels (8 classes) and vote distributions; rows without a label dropped.
+
+    test: how labels are drawn from votes, "plurality" or "strict" (see the module docstring)."""
+    if test not in FERPLUS_TESTS:
+        raise FerkitError(f"unknown FER+ test protocol {test!r}; expected {' or '.join(FERPLUS_TESTS)}")
     votes, usage = read_votes(ferplus_path)
     if fer2013.rows is None or fer2013.rows.max(initial=-1) >= len(votes):
         raise FerkitError(f"{ferplus_path}: has {len(votes)} rows, fewer than the FER2013 file")
     votes, usage = votes[fer2013.rows], usage[fer2013.rows]
     if fer2013.usage is not None and not np.array_equal(usage, fer2013.usage):
         raise FerkitError(f"{ferplus_path}: Usage column disagrees with the FER2013 file; rows are misaligned")
-    labels = majority_labels(votes)
+    labels = strict_majority_labels(votes) if test == "strict" else majority_labels(votes)
     keep = np.flatnonzero(labels >= 0)
     emotion_votes = votes[:, : len(FERPLUS_EMOTIONS)].astype(np.float32)
     distribution = emotion_votes / np.maximum(emotion_votes.sum(axis=1, keepdims=True), 1)
@@ -65,6 +90,7 @@ def load_ferplus(fer2013: FaceSet, ferplus_path: str | Path) -> FaceSet:
                     rows=fer2013.rows, votes=distribution, info=dict(fer2013.info))
     faces = faces.subset(keep)
     faces.info["ferplus_dropped"] = int(len(labels) - len(keep))
+    faces.info["ferplus_test"] = test
     return faces
 
 

@@ -10,10 +10,12 @@ from ferkit.evaluate.metrics import classification_report
 from ferkit.labels import FERPLUS_EMOTIONS
 
 
-def evaluation_data(path: str | Path, split: str, label_names, clean: bool = False) -> FaceSet:
-    """The split to score, labelled with the same label set as the model (FER2013 or FER+)."""
+def evaluation_data(path: str | Path, split: str, label_names, clean: bool = False,
+                    ferplus_test: str = "plurality") -> FaceSet:
+    """The split to score, labelled with the same label set as the model (FER2013 or FER+). ferplus_test: for a FER+
+    model, "plurality" (all faces with an emotion on top) or "strict" (the FER+ authors' majority protocol)."""
     labels = "ferplus" if tuple(label_names) == FERPLUS_EMOTIONS else "fer2013"
-    faces = load_dataset(path, labels=labels, clean=clean)
+    faces = load_dataset(path, labels=labels, clean=clean, ferplus_test=ferplus_test)
     if faces.usage is not None:
         faces = faces.split(split)
     if len(faces) == 0:
