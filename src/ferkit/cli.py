@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ferkit.errors import FerkitError
+from ferkit.labels import FERPLUS_TESTS
 
 
 def _add_train(sub) -> None:
@@ -114,7 +115,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--tta", type=tta_argument, metavar="MODES",
                    help="test-time augmentation: none, flip, shift or flip,shift (default: the model's own)")
     p.add_argument("--clean", action="store_true", help="drop blank images (and leaked Training rows)")
-    p.add_argument("--ferplus-test", choices=["plurality", "strict"], default="plurality",
+    p.add_argument("--ferplus-test", choices=FERPLUS_TESTS, default="plurality",
                    help="FER+ models: score every face under its top-voted emotion (plurality, default), or only the "
                         "faces where one emotion holds more than half of the votes once single votes are dropped "
                         "(strict: the FER+ authors' test protocol, the one published FER+ figures use)")
@@ -126,24 +127,20 @@ def _add_evaluate(sub) -> None:
 def cmd_evaluate(args) -> int:
     from ferkit.evaluate.evaluate import evaluate_classifier, evaluation_data
     from ferkit.evaluate.plots import plot_confusion
-    from ferkit.labels import FERPLUS_EMOTIONS
     from ferkit.runtime.models import TorchClassifier
 
     classifier = TorchClassifier.load(args.model)
-    ferplus = tuple(classifier.labels) == FERPLUS_EMOTIONS
-    if args.ferplus_test != "plurality" and not ferplus:
-        raise FerkitError(f"--ferplus-test {args.ferplus_test}: {args.model} is not a FER+ model")
     faces = evaluation_data(args.data, args.split, classifier.labels, clean=args.clean, ferplus_test=args.ferplus_test)
     report = evaluate_classifier(classifier, faces, tta=args.tta)
     report.update(model=str(args.model), checkpoint=classifier.source, data=str(args.data),
                   split=args.split if faces.usage is not None else "all", clean=bool(args.clean))
-    if ferplus:
-        report["ferplus_test"] = args.ferplus_test
+    if "ferplus_test" in faces.info:
+        report["ferplus_test"] = faces.info["ferplus_test"]
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for name, row in report["per_class"].items():
         print(f"{name:<10}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>9}")
     print(f"macro-F1 {report['macro_f1']:.4f}")
-    protocol = f", FER+ {report['ferplus_test']} labels" if ferplus else ""
+    protocol = f", FER+ {report['ferplus_test']} labels" if "ferplus_test" in report else ""
     print(f"accuracy {report['accuracy']:.4f} on {report['count']} images ({report['split']}, "
           f"TTA {','.join(report['tta']) or 'none'}{protocol})")
     if args.json:

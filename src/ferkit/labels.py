@@ -12,6 +12,10 @@ FERPLUS_EMOTIONS = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "
 
 USAGES = ("Training", "PublicTest", "PrivateTest")
 
+# How FER+ votes become test labels: every face under its top vote, or the FER+ authors' strict majority
+# (ferkit.data.ferplus).
+FERPLUS_TESTS = ("plurality", "strict")
+
 LABEL_SETS = {"fer2013": EMOTIONS, "ferplus": FERPLUS_EMOTIONS}
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from ferkit.data.faceset import FaceSet
 from ferkit.data.fer2013 import read_bytes
 from ferkit.errors import FerkitError
-from ferkit.labels import FERPLUS_EMOTIONS, FERPLUS_VOTE_COLUMNS, USAGES
+from ferkit.labels import FERPLUS_EMOTIONS, FERPLUS_TESTS, FERPLUS_VOTE_COLUMNS, USAGES
 
 
 def find_ferplus(fer2013_path: str | Path) -> Path:
@@ -56,9 +56,6 @@ def majority_labels(votes: np.ndarray) -> np.ndarray:
     it, or it has no votes."""
     top = votes.argmax(axis=1)
     return np.where((top < len(FERPLUS_EMOTIONS)) & (votes.max(axis=1) > 0), top, -1)
-
-
-FERPLUS_TESTS = ("plurality", "strict")
 
 
 def strict_majority_labels(votes: np.ndarray) -> np.ndarray:
