@@ -15,6 +15,7 @@ import subprocess
 import torch
 
 from ferkit.evaluate.evaluate import evaluate_classifier, evaluation_data
+from ferkit.labels import FERPLUS_TESTS
 from ferkit.runtime.models import TorchClassifier
 
 
@@ -24,6 +25,9 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--command", required=True, help="the exact training command")
     parser.add_argument("--tta", default=None, choices=["none", "flip"])
+    parser.add_argument("--ferplus-test", default="plurality", choices=FERPLUS_TESTS,
+                        help="for a FER+ run: score every face under its top vote (plurality) or only the faces the "
+                             "FER+ authors' protocol keeps (strict)")
     parser.add_argument("--skip-training", action="store_true",
                         help="leave the Training column out (scoring 28,709 faces takes long for big nets on a CPU)")
     args = parser.parse_args()
@@ -32,7 +36,7 @@ def main() -> None:
     scores = {}
     splits = ("PublicTest", "PrivateTest") if args.skip_training else ("Training", "PublicTest", "PrivateTest")
     for split in splits:
-        faces = evaluation_data(args.data, split, classifier.labels)
+        faces = evaluation_data(args.data, split, classifier.labels, ferplus_test=args.ferplus_test)
         scores[split] = evaluate_classifier(classifier, faces, tta=tta)
     state = classifier.state
     config = state["config"]
