@@ -244,6 +244,75 @@ def test_an_ema_decay_outside_0_to_1_is_refused(small_csv, tmp_path):
         train(_config(small_csv, ema=1.5), tmp_path / "run", log=lambda *_: None)
 
 
+def test_the_epoch_average_is_the_plain_mean_of_its_snapshots():
+    from ferkit.models import create_model
+    from ferkit.train.ema import EpochAverage
+
+    torch.manual_seed(0)
+    model = create_model("mini_xception", num_classes=7)
+    average = EpochAverage(model)
+    snapshots = []
+    for shift in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            for tensor in model.state_dict().values():
+                tensor.add_(shift) if tensor.is_floating_point() else tensor.fill_(int(shift))
+        average.update(model)
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert average.snapshots == 3
+    for name, value in average.model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, torch.stack([s[name] for s in snapshots]).mean(0))
+        else:
+            assert int(value) == 6, name
+
+
+def test_with_swa_the_epoch_average_is_validated_saved_as_best_and_resumed_exactly(small_csv, tmp_path):
+    config = dict(epochs=3, subset=256, swa=0.5, optimizer="sgd", lr=0.02, schedule="none", augment={})
+    lines = []
+    train(_config(small_csv, **config), tmp_path / "straight", log=lines.append)
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    # The last half of 3 epochs: the ends of epochs 2 and 3 (at 2/3 and 3/3) are averaged, not epoch 1 (1/3).
+    assert [row["swa_snapshots"] for row in straight["history"]] == [0, 1, 2]
+    assert straight["swa_state"]["snapshots"] == 2
+    assert np.isnan(straight["history"][0]["val_acc_raw"]) and not np.isnan(straight["history"][2]["val_acc_raw"])
+    assert any("average of 2 epoch(s)" in line for line in lines)
+
+    train(_config(small_csv, **config), tmp_path / "resumed", log=lambda *_: None, stop_after_epochs=2)
+    best = load_checkpoint(tmp_path / "resumed" / "best.pt")
+    if best["epoch"] == 2:  # the saved best is the average (one snapshot, its BN statistics re-estimated)
+        after_two = load_checkpoint(tmp_path / "resumed" / "last.pt")
+        for name, tensor in best["model_state"].items():
+            assert torch.equal(tensor, after_two["swa_state"]["model_state"][name]), name
+    train(None, tmp_path / "resumed", resume=True, log=lambda *_: None)
+    resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    for name, tensor in straight["swa_state"]["model_state"].items():
+        assert torch.equal(tensor, resumed["swa_state"]["model_state"][name]), name
+
+
+def test_swa_recomputes_the_averages_batchnorm_statistics_unless_told_to_average_them(small_csv, tmp_path):
+    config = dict(epochs=2, subset=256, swa=1.0, optimizer="sgd", lr=0.02, schedule="none", augment={})
+    for mode in ("recompute", "average"):
+        train(_config(small_csv, swa_bn=mode, **config), tmp_path / mode, log=lambda *_: None)
+    states = {mode: load_checkpoint(tmp_path / mode / "last.pt") for mode in ("recompute", "average")}
+    same_weights = [k for k, v in states["average"]["swa_state"]["model_state"].items() if "running_mean" in k]
+    assert same_weights
+    for name in same_weights:  # the averaged statistics differ from those measured on the averaged net
+        assert not torch.equal(states["average"]["swa_state"]["model_state"][name],
+                               states["recompute"]["swa_state"]["model_state"][name]), name
+    weight = next(k for k in states["average"]["swa_state"]["model_state"] if k.endswith("weight"))
+    assert torch.equal(states["average"]["swa_state"]["model_state"][weight],
+                       states["recompute"]["swa_state"]["model_state"][weight])
+
+
+@pytest.mark.parametrize("changes, message", [(dict(swa=1.5), "swa must be"), (dict(swa=0.5, ema=0.99), "choose one"),
+                                              (dict(swa=0.5, swa_bn="median"), "unknown swa_bn")])
+def test_bad_swa_settings_are_refused(small_csv, tmp_path, changes, message):
+    from ferkit.errors import FerkitError
+
+    with pytest.raises(FerkitError, match=message):
+        train(_config(small_csv, **changes), tmp_path / "run", log=lambda *_: None)
+
+
 def test_the_run_eta_ends_at_the_time_budget_when_that_comes_first():
     import time
 

@@ -28,9 +28,10 @@ def average_states(states: list[dict]) -> dict:
 
 
 @torch.no_grad()
-def recompute_batchnorm(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> None:
-    """Re-estimate every BN layer's running mean and variance over uint8 48×48 `images` and their mirrors: the mean
-    of the members' statistics is not the statistics of the mean net."""
+def recompute_batchnorm(model: torch.nn.Module, images: np.ndarray | torch.Tensor, batch_size: int = 256,
+                        mirrors: bool = True) -> None:
+    """Re-estimate every BN layer's running mean and variance over uint8 48×48 `images` (and their mirrors): the
+    mean of the members' statistics is not the statistics of the mean net. Runs under any autocast in effect."""
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in norms]
     for bn in norms:
@@ -40,7 +41,8 @@ def recompute_batchnorm(model: torch.nn.Module, images: np.ndarray, batch_size: 
     for start in range(0, len(images), batch_size):
         x = normalise(images[start:start + batch_size])
         model(x)
-        model(torch.flip(x, dims=[3]))
+        if mirrors:
+            model(torch.flip(x, dims=[3]))
     for bn, momentum in zip(norms, momenta):
         bn.momentum = momentum
     model.eval()

@@ -58,6 +58,12 @@ class TrainConfig:
                                      # on a CPU; online: teachers see every augmented batch the student sees
     ema: float = 0.0                 # > 0: keep an exponential moving average of the weights with this decay per
                                      # step (0.999 ≈ the last 1000 steps) and validate, select and save it instead
+    swa: float = 0.0                 # > 0: stochastic weight averaging over the last `swa` of the run (1 = all of it):
+                                     # the equal-weight mean of the weights at each epoch's end there is validated,
+                                     # selected and saved instead; pair it with a flat rate (schedule none, or a
+                                     # warm restart from init_from at a moderate lr). Not with ema
+    swa_bn: str = "recompute"        # the average's BN statistics: recompute (one pass over clean Training faces and
+                                     # their mirrors before each validation) or average (the snapshots' mean, free)
     seed: int = 0
     threads: int = 0                 # torch threads; 0 = torch's default
     channels_last: bool = False

@@ -1,4 +1,5 @@
-"""An exponential moving average of a model's weights (Polyak averaging).
+"""Averages of a model's weights over training: an exponential moving average per step (Polyak averaging), and an
+equal-weight average of end-of-epoch snapshots (stochastic weight averaging).
 
 With `ema` > 0 the run validates, selects and saves as best.pt the averaged weights instead of the last step's:
 the mean of the last few hundred steps sits nearer the middle of the basin that SGD bounces around, which
@@ -46,3 +47,31 @@ class WeightAverage:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model_state"])
         self.updates = int(state["updates"])
+
+
+class EpochAverage:
+    """Stochastic weight averaging (Izmailov et al., 2018): the equal-weight mean of the weights taken at the ends of
+    epochs, for parameters and BN statistics alike (integer buffers are copied). Where EMA forgets after a few
+    hundred steps, this mean spans many epochs of a run held at a moderate learning rate, and so lands nearer the
+    centre of the wide, flat region SGD circles than any one snapshot."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.snapshots = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.snapshots += 1
+        live = model.state_dict()
+        for name, average in self.model.state_dict().items():
+            if average.is_floating_point():
+                average.lerp_(live[name].detach(), 1.0 / self.snapshots)  # running mean: n-th weight is 1/n
+            else:
+                average.copy_(live[name])
+
+    def state_dict(self) -> dict:
+        return {"model_state": self.model.state_dict(), "snapshots": self.snapshots}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model_state"])
+        self.snapshots = int(state["snapshots"])
