@@ -13,6 +13,16 @@ import copy
 import torch
 
 
+def _move_towards(average: torch.nn.Module, model: torch.nn.Module, weight: float) -> None:
+    """average ← average + weight · (model − average) for floating-point tensors; integer buffers are copied."""
+    live = model.state_dict()
+    for name, tensor in average.state_dict().items():
+        if tensor.is_floating_point():
+            tensor.lerp_(live[name].detach(), weight)
+        else:
+            tensor.copy_(live[name])
+
+
 class WeightAverage:
     """After each optimiser step: average ← decay · average + (1 − decay) · weights, for parameters and BN
     statistics alike (integer buffers, e.g. BN's batch counter, are copied)."""
@@ -34,12 +44,7 @@ class WeightAverage:
     def update(self, model: torch.nn.Module) -> None:
         weight = 1.0 - self.current_decay()
         self.updates += 1
-        live = model.state_dict()
-        for name, average in self.model.state_dict().items():
-            if average.is_floating_point():
-                average.lerp_(live[name].detach(), weight)
-            else:
-                average.copy_(live[name])
+        _move_towards(self.model, model, weight)
 
     def state_dict(self) -> dict:
         return {"model_state": self.model.state_dict(), "updates": self.updates}
@@ -62,12 +67,7 @@ class EpochAverage:
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.snapshots += 1
-        live = model.state_dict()
-        for name, average in self.model.state_dict().items():
-            if average.is_floating_point():
-                average.lerp_(live[name].detach(), 1.0 / self.snapshots)  # running mean: n-th weight is 1/n
-            else:
-                average.copy_(live[name])
+        _move_towards(self.model, model, 1.0 / self.snapshots)  # a running mean: the n-th snapshot weighs 1/n
 
     def state_dict(self) -> dict:
         return {"model_state": self.model.state_dict(), "snapshots": self.snapshots}
