@@ -62,8 +62,8 @@ class TrainConfig:
                                      # the equal-weight mean of the weights at each epoch's end there is validated,
                                      # selected and saved instead; pair it with a flat rate (schedule none, or a
                                      # warm restart from init_from at a moderate lr). Not with ema
-    swa_bn: str = "recompute"        # the average's BN statistics: recompute (one pass over clean Training faces and
-                                     # their mirrors before each validation) or average (the snapshots' mean, free)
+    swa_bn: str = "recompute"        # the average's BN statistics: recompute (a pass over a fixed sample of 8,192
+                                     # clean Training faces after each snapshot) or average (the snapshots' mean, free)
     seed: int = 0
     threads: int = 0                 # torch threads; 0 = torch's default
     channels_last: bool = False

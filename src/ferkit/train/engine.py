@@ -301,7 +301,8 @@ class Trainer:
         swa = EpochAverage(model) if cfg.swa else None
         # The average's BN statistics are re-estimated on a fixed sample of 8,192 clean Training faces: a seventh
         # of the cost of all 28,709 (a full pass took as long as a training epoch here).
-        bn_faces = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:8192].to(device)
+        bn_faces = (torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed))[:8192].to(device)
+                    if swa is not None and cfg.swa_bn == "recompute" else None)
 
         history, best, stale, start_epoch, elapsed = [], -1.0, 0, 0, 0.0
         if self.state is not None:
