@@ -8,7 +8,7 @@
 3. Detector back-ends on one 640×480 frame (median ms).
 
 Run on an idle machine:  python bench/recognition.py [--model default] [--seconds 3] [--threads 2]
-The frames are real photos (scikit-image), assembled as in tests/recognition_media.py.
+The frames are real photos (scikit-image), assembled by ferkit.testing.media.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def rate(fn, items_per_call: int, seconds: float, min_calls: int = 5) -> float:
@@ -127,11 +125,10 @@ def main() -> int:
     import cv2
     import torch
 
-    from recognition_media import multi_face_frame, one_face_frame, write_video
-
-    from ferkit.runtime.models import TorchClassifier
+    from ferkit.classifier.onnx_classifier import OnnxClassifier
+    from ferkit.classifier.torch_classifier import TorchClassifier
     from ferkit.runtime.recognizer import Recognizer
-    from ferkit.runtime.session import OnnxClassifier
+    from ferkit.testing.media import multi_face_frame, one_face_frame, write_video
     from ferkit.vision.detect import create_detector
 
     if args.threads:

@@ -1,7 +1,7 @@
 """Score models alone and as an ensemble (mean of their probabilities) on PublicTest and PrivateTest.
 
-    python tools/ensemble_eval.py default runs/vgg32_ba --data ../shared/data/fer2013/fer2013.csv.gz
-    python tools/ensemble_eval.py default fast runs/a runs/b --data ... --subsets    # choose members
+    python experiments/ensemble_eval.py default runs/vgg32_ba --data ../shared/data/fer2013/fer2013.csv.gz
+    python experiments/ensemble_eval.py default fast runs/a runs/b --data ... --subsets    # choose members
 
 Each member uses its own TTA and temperature, as `ferkit evaluate` does, and as an ensemble made by
 `ferkit ensemble` of the same members (with that TTA) does. Decide on the PublicTest column; the PrivateTest
@@ -20,9 +20,9 @@ from itertools import combinations
 
 import numpy as np
 
-from ferkit.evaluate.evaluate import evaluation_data
+from ferkit.classifier.torch_classifier import TorchClassifier
 from ferkit.evaluate.metrics import classification_report
-from ferkit.runtime.models import TorchClassifier
+from ferkit.evaluate.scoring import evaluation_data
 
 
 def member_probabilities(classifiers, images: np.ndarray, views: str) -> list[np.ndarray]:

@@ -1,6 +1,6 @@
 """Score shifted-view TTA variants (a 48×48 stand-in for ten-crop) against flip, to choose one on PublicTest.
 
-    python tools/tta_sweep.py default --data ../shared/data/fer2013/fer2013.csv.gz --split PublicTest
+    python experiments/tta_sweep.py default --data ../shared/data/fer2013/fer2013.csv.gz --split PublicTest
 
 Each variant averages softmax(logits / T) over its views (T: the model's stored temperature), as `ferkit evaluate`
 does. Views move the face by whole pixels with the border repeated, with the `shift` mode's own function.
@@ -12,9 +12,9 @@ import argparse
 
 import torch
 
-from ferkit.evaluate.evaluate import evaluation_data
-from ferkit.runtime.models import TorchClassifier
-from ferkit.runtime.torch_infer import shifted
+from ferkit.classifier.torch_classifier import TorchClassifier
+from ferkit.classifier.torch_inference import shifted
+from ferkit.evaluate.scoring import evaluation_data
 from ferkit.vision.crop import normalise
 
 VARIANTS = {

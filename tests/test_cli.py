@@ -120,18 +120,18 @@ def test_bad_input_gives_one_line_and_non_zero_exit(argv, expected, tiny_csv, ti
 
 
 def test_a_checkpoint_whose_weights_do_not_fit_gives_one_line(tmp_path, capsys):
-    from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
-    from recognition_media import make_checkpoint
+    from ferkit.classifier.checkpoint import load_checkpoint, save_checkpoint
+    from ferkit.testing.media import make_checkpoint
 
     path = make_checkpoint(tmp_path / "edited.pt", "simple_cnn")
-    state = load_checkpoint(path)
-    state["arch"] = "mini_xception"  # weights of one architecture under the name of another
-    save_checkpoint(path, state)
+    checkpoint = load_checkpoint(path)
+    checkpoint.info.arch = "mini_xception"  # weights of one architecture under the name of another
+    save_checkpoint(path, checkpoint)
     assert main(["export", "--model", str(path), "--out", str(tmp_path / "x.onnx")]) == 2
     line = _error_line(capsys)
     assert "edited.pt" in line and "do not fit a mini_xception model" in line
-    state["arch"] = "transformer_xl"  # an architecture this version does not have
-    save_checkpoint(path, state)
+    checkpoint.info.arch = "transformer_xl"  # an architecture this version does not have
+    save_checkpoint(path, checkpoint)
     assert main(["export", "--model", str(path), "--out", str(tmp_path / "x.onnx")]) == 2
     line = _error_line(capsys)
     assert "edited.pt" in line and "unknown model 'transformer_xl'" in line

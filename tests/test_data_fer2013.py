@@ -7,14 +7,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import DEFAULT_USAGE, fer_line, pixel_text
 
 import ferkit.data.fer2013 as fer2013_module
 from ferkit.data import cache, load_dataset
 from ferkit.data.fer2013 import load_fer2013, parse_fer2013
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, USAGES
-
-from conftest import DEFAULT_USAGE, fer_line, pixel_text
 
 TRAINING, PUBLIC, PRIVATE = (USAGES.index(u) for u in USAGES)
 

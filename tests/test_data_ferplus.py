@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import DEFAULT_USAGE
 
 from ferkit.data import load_dataset
 from ferkit.data.fer2013 import load_fer2013
 from ferkit.data.ferplus import find_ferplus, load_ferplus, majority_labels, read_votes, strict_majority_labels
 from ferkit.errors import FerkitError
 from ferkit.labels import FERPLUS_EMOTIONS, USAGES
-
-from conftest import DEFAULT_USAGE
-from recognition_media import make_checkpoint
+from ferkit.testing.media import make_checkpoint
 
 HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
 
@@ -136,20 +135,18 @@ def test_evaluate_cli_scores_a_ferplus_model_under_either_protocol(tmp_path, fer
 
     import torch
 
+    from ferkit.classifier.checkpoint import Checkpoint, ModelInfo, save_checkpoint
     from ferkit.cli import main
     from ferkit.models import count_parameters, create_model
-    from ferkit.train.checkpoint import save_checkpoint
-    from ferkit.vision.crop import PREPROCESS
 
     csv = write_fer_csv(tmp_path / "fer2013.csv", fer_rows)
     write_ferplus(tmp_path / "fer2013new.csv")
     torch.manual_seed(0)
     model = create_model("simple_cnn", num_classes=8).eval()
     checkpoint = tmp_path / "ferplus.pt"
-    save_checkpoint(checkpoint, {"arch": "simple_cnn", "arch_kwargs": {"num_classes": 8},
-                                 "labels": list(FERPLUS_EMOTIONS), "preprocess": dict(PREPROCESS), "config": {},
-                                 "parameters": count_parameters(model), "tta": [], "model_state": model.state_dict(),
-                                 "epoch": 0, "metrics": {}})
+    info = ModelInfo(arch="simple_cnn", arch_kwargs={"num_classes": 8}, labels=FERPLUS_EMOTIONS,
+                     parameters=count_parameters(model))
+    save_checkpoint(checkpoint, Checkpoint(info, model.state_dict()))
     counts = {}
     for test in ("plurality", "strict"):
         out = tmp_path / f"{test}.json"

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import face_region, sample_faces
 
 from ferkit.data import load_dataset
 from ferkit.data.clean import blank_mask, clean_faceset, leaked_training_mask
@@ -15,8 +16,6 @@ from ferkit.data.folders import load_folder
 from ferkit.errors import FerkitError
 from ferkit.labels import EMOTIONS, USAGES
 from ferkit.vision.crop import face_crop
-
-from conftest import face_region, sample_faces
 
 
 def _variants():

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 from ferkit.errors import FerkitError
+from ferkit.testing.media import astronaut, camera, iou, multi_face_frame, no_face_images
 from ferkit.vision.align import align_faces, check_preprocess, enhance, eye_angle
 from ferkit.vision.crop import box_crop, face_crop
 from ferkit.vision.detect import Face, create_detector, list_detectors
-
-from recognition_media import astronaut, camera, iou, multi_face_frame, no_face_images
 
 ASTRONAUT_FACE_BOX = (178, 57, 95, 120)  # RetinaFace's box, checked by eye
 
@@ -68,7 +67,8 @@ def test_all_faces_of_a_multi_face_frame(retina):
     assert len(faces) == 4
     for region in regions:  # one face inside every pasted photo
         rx, ry, rw, rh = region
-        inside = [f for f in faces if rx <= f.box[0] + f.box[2] / 2 <= rx + rw and ry <= f.box[1] + f.box[3] / 2 <= ry + rh]
+        inside = [f for f in faces
+                  if rx <= f.box[0] + f.box[2] / 2 <= rx + rw and ry <= f.box[1] + f.box[3] / 2 <= ry + rh]
         assert len(inside) == 1
     areas = [f.box[2] * f.box[3] for f in faces]
     assert areas == sorted(areas, reverse=True)

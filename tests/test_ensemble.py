@@ -3,25 +3,26 @@ the same in PyTorch and ONNX Runtime; clear refusals for members that cannot be 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+from conftest import skimage_crops
 
+from ferkit.classifier.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ferkit.classifier.export import export_onnx
+from ferkit.classifier.onnx_classifier import OnnxClassifier
+from ferkit.classifier.torch_classifier import TorchClassifier
 from ferkit.cli import main
 from ferkit.models import create_model
-from ferkit.runtime.export import export_onnx
-from ferkit.runtime.models import TorchClassifier
-from ferkit.runtime.session import OnnxClassifier
-from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
-
-from conftest import skimage_crops
-from recognition_media import make_checkpoint
+from ferkit.testing.media import make_checkpoint
 
 
-def _with(path, **changes):
-    state = load_checkpoint(path)
-    state.update(changes)
-    save_checkpoint(path, state)
+def _with(path, model_state=None, **changes):
+    checkpoint = load_checkpoint(path)
+    info = replace(checkpoint.info, **changes)
+    save_checkpoint(path, Checkpoint(info, model_state if model_state is not None else checkpoint.model_state))
     return path
 
 
@@ -53,12 +54,12 @@ def test_probabilities_are_the_mean_of_the_members(members, ensemble, tta):
 
 
 def test_the_checkpoint_records_its_members(members, ensemble, capsys):
-    state = load_checkpoint(ensemble)
-    assert state["arch"] == "ensemble" and len(state["members"]) == 3
-    assert [m["arch"] for m in state["members"]] == ["simple_cnn", "mini_xception", "simple_cnn"]
-    assert [m["temperature"] for m in state["members"]] == [0.7, 1.6, 1.0]
-    assert all(len(m["sha256"]) == 64 for m in state["members"])
-    assert state["parameters"] == sum(load_checkpoint(m)["parameters"] for m in members)
+    info = load_checkpoint(ensemble).info
+    assert info.arch == "ensemble" and len(info.members) == 3
+    assert [m["arch"] for m in info.members] == ["simple_cnn", "mini_xception", "simple_cnn"]
+    assert [m["temperature"] for m in info.members] == [0.7, 1.6, 1.0]
+    assert all(len(m["sha256"]) == 64 for m in info.members)
+    assert info.parameters == sum(load_checkpoint(m).info.parameters for m in members)
     assert main(["models"]) == 0  # lists shipped models; an ensemble file elsewhere does not disturb it
 
 
@@ -83,7 +84,7 @@ def test_an_ensemble_teaches_and_evaluates_like_a_checkpoint(ensemble):
 def test_refusals_are_one_line_and_exit_2(members, ensemble, tmp_path, capsys):
     eight = make_checkpoint(tmp_path / "eight.pt", "simple_cnn")
     net = create_model("simple_cnn", num_classes=8)
-    _with(eight, labels=[*load_checkpoint(eight)["labels"], "contempt"], model_state=net.state_dict(),
+    _with(eight, labels=[*load_checkpoint(eight).info.labels, "contempt"], model_state=net.state_dict(),
           arch_kwargs={"num_classes": 8})
     flipped = make_checkpoint(tmp_path / "flipped.pt", "mini_xception", tta=("flip",))
     cases = [
@@ -101,7 +102,7 @@ def test_refusals_are_one_line_and_exit_2(members, ensemble, tmp_path, capsys):
         assert not out.exists()
     out = tmp_path / "chosen.pt"
     assert main(["ensemble", str(members[0]), str(flipped), "--out", str(out), "--tta", "flip"]) == 0
-    assert load_checkpoint(out)["tta"] == ["flip"]
+    assert load_checkpoint(out).info.tta == ["flip"]
 
 
 def test_shipping_an_ensemble_keeps_its_members(ensemble, tmp_path, monkeypatch):
@@ -137,7 +138,7 @@ def test_grad_cam_of_an_ensemble_averages_its_members(ensemble):
 
 
 def test_an_ensemble_is_a_distillation_teacher(ensemble):
-    from ferkit.train.engine import load_teachers, teacher_probs
+    from ferkit.train.distillation import load_teachers, teacher_probs
     from ferkit.vision.crop import normalise
 
     crops = skimage_crops(4)
@@ -148,12 +149,12 @@ def test_an_ensemble_is_a_distillation_teacher(ensemble):
 
 
 def test_ensemble_eval_split_views_give_each_member_one_view(members):
-    """tools/ensemble_eval.py --views split: member 1 sees the face, member 2 its mirror image, once each."""
+    """experiments/ensemble_eval.py --views split: member 1 sees the face, member 2 its mirror image, once each."""
     import importlib.util
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "ensemble_eval", Path(__file__).resolve().parents[1] / "tools" / "ensemble_eval.py")
+        "ensemble_eval", Path(__file__).resolve().parents[1] / "experiments" / "ensemble_eval.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     crops = skimage_crops(6)

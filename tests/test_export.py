@@ -10,16 +10,15 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from conftest import skimage_crops
 
+from ferkit.classifier.export import export_onnx, verify_onnx
+from ferkit.classifier.onnx_classifier import OnnxClassifier, onnx_cache_dir, onnx_for_checkpoint
+from ferkit.classifier.torch_classifier import TorchClassifier
 from ferkit.cli import main
 from ferkit.errors import FerkitError
-from ferkit.runtime.export import export_onnx, verify_onnx
-from ferkit.runtime.models import TorchClassifier
-from ferkit.runtime.session import OnnxClassifier, onnx_cache_dir, onnx_for_checkpoint
+from ferkit.testing.media import make_checkpoint
 from ferkit.vision.crop import PREPROCESS
-
-from conftest import skimage_crops
-from recognition_media import make_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +75,9 @@ def test_cli_export_and_its_errors(checkpoints, tmp_path, capsys):
 
 
 def test_recognition_path_does_not_import_torch():
-    code = ("import sys; from ferkit import Recognizer; import ferkit.runtime.recognizer, ferkit.runtime.session, "
-            "ferkit.vision.detect, ferkit.vision.align, ferkit.media.video, ferkit.runtime.videos; "
+    code = ("import sys; from ferkit import Recognizer; import ferkit.runtime.recognizer, "
+            "ferkit.classifier.onnx_classifier, ferkit.classifier.protocol, ferkit.vision.detect, ferkit.vision.align, "
+            "ferkit.media.video, ferkit.runtime.video_recognition, ferkit.records; "
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
-"""tools/gpu_pack.py carries FER2013 to a GPU machine as lossless WebP mosaics: unpacking must give back every row."""
+"""experiments/gpu/gpu_pack.py carries FER2013 to a GPU machine as lossless WebP mosaics: unpacking gives back every
+row."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "gpu_pack.py"
+TOOL = Path(__file__).resolve().parents[1] / "experiments" / "gpu" / "gpu_pack.py"
 
 
 def _tool():

@@ -1,4 +1,4 @@
-"""tools/gpu_sweep.py and plans/: a plan must be right before a lease starts, since a lease is 15 minutes once.
+"""experiments/gpu/gpu_sweep.py and its plans: a plan must be right before a lease starts (a lease is 15 minutes).
 
 Every plan is checked without training (configs load, every --set applies, every net builds, teachers name
 earlier runs), and a small plan runs end to end on the CPU (SWEEP_DEVICE=cpu): pack, unpack, train side by side,
@@ -19,7 +19,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-PLANS = sorted((REPO / "plans").glob("*.yaml"))
+GPU = REPO / "experiments" / "gpu"
+SWEEP = GPU / "gpu_sweep.py"
+PLANS = sorted((GPU / "plans").glob("*.yaml"))
 
 
 def _train_config(run: dict):
@@ -42,7 +44,7 @@ def test_every_plan_resolves_before_a_lease(plan_path):
             create_model(cfg.model, num_classes=8 if cfg.labels == "ferplus" else 7, **cfg.model_kwargs)
             for teacher in run.get("teachers", []):
                 assert teacher in seen, f"{run['name']}: teacher {teacher} is not an earlier phase's run"
-            # A lease carries no shipped weights (tools/gpu_tree.py hold): a config's own teachers (which the
+            # A lease carries no shipped weights (experiments/gpu/gpu_tree.py hold): a config's own teachers (which the
             # run's `teachers`, if any, replace) would not be on the machine.
             assert run.get("teachers") or not cfg.teachers, \
                 f"{run['name']}: teachers {cfg.teachers} will not be on the machine; add teachers=[] to its set"
@@ -54,9 +56,9 @@ def test_every_plan_resolves_before_a_lease(plan_path):
 
 def summary_accuracy(tmp_path: Path, name: str) -> float:
     """The PublicTest accuracy the sweep ranked a run by: its best checkpoint's own validation figure."""
-    from ferkit.train.checkpoint import load_checkpoint
+    from ferkit.classifier.checkpoint import load_checkpoint
 
-    return float(load_checkpoint(tmp_path / "runs" / name / "best.pt")["metrics"]["val_acc"])
+    return float(load_checkpoint(tmp_path / "runs" / name / "best.pt").info.metrics["val_acc"])
 
 
 def _small_fer_csv(source: Path, out: Path) -> Path:
@@ -75,18 +77,18 @@ def _small_fer_csv(source: Path, out: Path) -> Path:
 @pytest.mark.slow
 def test_a_small_plan_runs_end_to_end_on_the_cpu(fer2013_path, tmp_path):
     csv = _small_fer_csv(fer2013_path, tmp_path / "src")
-    subprocess.run([sys.executable, str(REPO / "tools" / "gpu_pack.py"), "pack", str(csv), str(tmp_path / "pack")],
+    subprocess.run([sys.executable, str(GPU / "gpu_pack.py"), "pack", str(csv), str(tmp_path / "pack")],
                    check=True, capture_output=True)
     tiny = ["subset=256", "val_subset=0", "epochs=1", "batch_size=64", "bf16=false", "progress=false"]
     plan = {"deadline_s": 300, "threads": 1, "phases": [
         {"runs": [{"name": "a", "config": "configs/seed_budget.yaml", "set": tiny + ["model=simple_cnn"]},
                   {"name": "b", "config": "configs/seed_budget.yaml", "set": tiny + ["model=mini_xception"]}]},
-        {"runs": [{"name": "kd", "config": "configs/fast.yaml", "teachers": ["a", "b"], "teachers_top": 1,
+        {"runs": [{"name": "kd", "config": "configs/fast_r1.yaml", "teachers": ["a", "b"], "teachers_top": 1,
                    "set": tiny + ["teachers=[]"]}]}],
         "bring_back": ["kd", "a", "b"]}
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
     env = dict(os.environ, SWEEP_DEVICE="cpu", FERKIT_CACHE=str(tmp_path / "cache"))
-    result = subprocess.run([sys.executable, str(REPO / "tools" / "gpu_sweep.py"), str(tmp_path / "plan.yaml"),
+    result = subprocess.run([sys.executable, str(SWEEP), str(tmp_path / "plan.yaml"),
                              "--pack", str(tmp_path / "pack"), "--out", str(tmp_path / "out"),
                              "--runs", str(tmp_path / "runs")], env=env, capture_output=True, text=True,
                             timeout=600)
@@ -102,20 +104,19 @@ def test_a_small_plan_runs_end_to_end_on_the_cpu(fer2013_path, tmp_path):
     for row in summary.values():
         assert 0.0 <= row["PublicTest_flip"]["accuracy"] <= 1.0 and row["epochs_run"] == 1
 
-    from ferkit.train.checkpoint import build_from_checkpoint, load_checkpoint
+    from ferkit.classifier.checkpoint import load_checkpoint
 
     unpacked = tmp_path / "home"
     for part in sorted((tmp_path / "out").glob("runs-*.tar")):
         with tarfile.open(part) as tar:
             tar.extractall(unpacked)
     for name in ("a", "b", "kd"):
-        state = load_checkpoint(unpacked / name / "best.pt")
-        model = build_from_checkpoint(state)
+        model = load_checkpoint(unpacked / name / "best.pt").build_model()
         assert next(model.parameters()).dtype.is_floating_point and (unpacked / name / "history.csv").is_file()
 
 
 def test_gpu_tree_counts_what_would_travel(tmp_path):
-    spec_path = REPO / "tools" / "gpu_tree.py"
+    spec_path = GPU / "gpu_tree.py"
     sys.path.insert(0, str(spec_path.parent))
     try:
         import gpu_tree

@@ -9,13 +9,12 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from conftest import face_region, sample_faces
 from PIL import Image
 
 from ferkit.errors import FerkitError
 from ferkit.media.images import MAX_PIXELS, decode_image, read_image
 from ferkit.vision.crop import face_crop, normalise, to_gray
-
-from conftest import face_region, sample_faces
 
 
 @pytest.fixture(scope="module")

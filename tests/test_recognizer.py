@@ -13,9 +13,16 @@ import pytest
 
 from ferkit import Recognizer
 from ferkit.cli import main
-
-from recognition_media import (DEFAULT_MODEL, NO_DEFAULT, astronaut, camera, iou, make_checkpoint, multi_face_frame,
-                               no_face_images)
+from ferkit.testing.media import (
+    DEFAULT_MODEL,
+    NO_DEFAULT,
+    astronaut,
+    camera,
+    iou,
+    make_checkpoint,
+    multi_face_frame,
+    no_face_images,
+)
 
 KEYS = {"source", "frame", "box", "emotion", "score", "probabilities"}
 

@@ -9,17 +9,16 @@ import re
 
 import numpy as np
 import pytest
+from conftest import _real_rows, _write_fer_csv, skimage_crops
 
+from ferkit.classifier.torch_classifier import TorchClassifier
 from ferkit.cli import main
 from ferkit.evaluate import calibration as cal
 from ferkit.evaluate.robustness import PERTURBATIONS, perturb, plan, robustness_curves, stratified_sample
 from ferkit.evaluate.saliency import find_target_layer, grad_cam, pick_examples
-from ferkit.runtime.models import TorchClassifier
+from ferkit.testing.media import make_checkpoint
 from ferkit.train.config import TrainConfig
 from ferkit.train.engine import train
-
-from conftest import _real_rows, _write_fer_csv, skimage_crops
-from recognition_media import make_checkpoint
 
 USAGES = ["Training"] * 120 + ["PublicTest"] * 48 + ["PrivateTest"] * 72
 
@@ -191,14 +190,14 @@ def test_temperature_scaling_fixes_an_overconfident_toy(views):
 
 
 def test_calibrate_writes_the_temperature_that_predict_and_onnx_use(report_csv, report_run, tmp_path, capsys):
-    from ferkit.runtime.session import OnnxClassifier
+    from ferkit.classifier.onnx_classifier import OnnxClassifier
 
     out = tmp_path / "calibrated.pt"
     assert main(["calibrate", "--model", str(report_run), "--data", str(report_csv), "--out", str(out)]) == 0
     assert "temperature" in capsys.readouterr().out
     raw, calibrated = TorchClassifier.load(report_run), TorchClassifier.load(out)
     assert raw.temperature == 1.0 and calibrated.temperature != 1.0
-    assert calibrated.state["calibration"]["split"] == "PublicTest"
+    assert calibrated.info.calibration["split"] == "PublicTest"
     faces = skimage_crops(8)
     logits = raw.predict_logits(faces)
     expected = cal.softmax(logits, calibrated.temperature)

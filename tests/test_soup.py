@@ -1,25 +1,23 @@
-"""Weight averaging (ferkit.models.soup, tools/soup.py): the mean of nets is the mean of their weights, a soup of one
-net with itself is that net, BN statistics re-estimated on real faces match the faces, and nets of other shapes are
-refused, by the module and by the tool."""
+"""Weight averaging (ferkit.train.averaging, `ferkit soup`): the mean of nets is the mean of their weights, a soup of
+one net with itself is that net, BN statistics re-estimated on real faces match the faces, the greedy soup keeps
+only members that do not lose PublicTest accuracy, and nets of other shapes are refused, by the module and the
+command."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-from ferkit.errors import FerkitError
-from ferkit.models import create_model
-from ferkit.models.soup import average_states, recompute_batchnorm
-from ferkit.runtime.models import TorchClassifier
-from ferkit.vision.crop import normalise
-
 from conftest import skimage_crops
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "soup.py"
+from ferkit.classifier.checkpoint import load_checkpoint
+from ferkit.classifier.torch_classifier import TorchClassifier
+from ferkit.cli import main
+from ferkit.errors import FerkitError
+from ferkit.models import create_model
+from ferkit.testing.media import make_checkpoint
+from ferkit.train.averaging import average_states, recompute_batchnorm
+from ferkit.vision.crop import normalise
+
 KWARGS = {"width": 8, "convs_per_stage": [1, 1, 1, 1]}
 
 
@@ -43,7 +41,7 @@ def test_a_soup_of_the_shipped_default_with_itself_is_the_default():
     shipped = TorchClassifier.load("default")
     faces = normalise(skimage_crops(8))
     state = shipped.model.state_dict()
-    net = create_model(shipped.arch, **{**shipped.state["arch_kwargs"], "num_classes": len(shipped.labels)})
+    net = create_model(shipped.arch, **{**shipped.info.arch_kwargs, "num_classes": len(shipped.labels)})
     net.load_state_dict(average_states([state, state, state]))
     assert torch.allclose(net.eval()(faces), shipped.model.eval()(faces), atol=1e-5)
 
@@ -65,11 +63,27 @@ def test_recomputed_batchnorm_statistics_are_those_of_the_faces():
     assert torch.allclose(first_bn.running_mean, inputs.mean(dim=(0, 2, 3)), atol=1e-4)
 
 
-def test_nets_of_other_shapes_are_refused(tmp_path):
+def test_nets_of_other_shapes_are_refused(tmp_path, capsys):
     wide = create_model("vgg", **{**KWARGS, "width": 16}).state_dict()
     with pytest.raises(FerkitError, match="one architecture"):
         average_states([small_vgg(0).state_dict(), wide])
-    result = subprocess.run([sys.executable, str(TOOL), "default", "fast", "--data", str(tmp_path / "none.csv"),
-                             "--out", str(tmp_path / "soup.pt")], capture_output=True, text=True)
-    assert result.returncode != 0 and "cannot average" in result.stderr and "Traceback" not in result.stderr
+    code = main(["soup", "default", "fast", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "soup.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot average" in err and "Traceback" not in err
     assert not (tmp_path / "soup.pt").exists()
+
+
+def test_the_greedy_soup_scores_its_members_on_publictest(tmp_path, fer_rows, write_fer_csv, capsys):
+    csv = write_fer_csv(tmp_path / "fer2013.csv", fer_rows)
+    a = make_checkpoint(tmp_path / "a.pt", "simple_cnn", seed=0)
+    b = make_checkpoint(tmp_path / "b.pt", "simple_cnn", seed=1)
+    out = tmp_path / "soup.pt"
+    assert main(["soup", str(a), str(b), str(a), "--data", str(csv), "--out", str(out)]) == 0
+    soup = load_checkpoint(out)
+    lines = capsys.readouterr().out
+    assert "PublicTest" in lines and soup.info.origin["soup"]["members"]
+    kept = soup.info.origin["soup"]["members"]
+    assert kept[0] in (str(a), str(b)) and len(kept) >= 1
+    expected = average_states([load_checkpoint(m).model_state for m in kept])
+    assert all(torch.equal(soup.model_state[k], expected[k]) for k in expected)
+    assert soup.info.temperature == 1.0 and soup.info.arch == "simple_cnn"

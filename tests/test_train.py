@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.train.checkpoint import build_from_checkpoint, load_checkpoint
+from ferkit.classifier.checkpoint import load_checkpoint
 from ferkit.train.config import TrainConfig
 from ferkit.train.engine import train
 
@@ -65,7 +65,7 @@ def test_one_epoch_on_512_real_images_lowers_the_loss(small_csv, tmp_path):
     untrained = create_model("simple_cnn", num_classes=7)  # the engine starts from this same seeded init
     before = _mean_loss(untrained, train_faces.images, train_faces.labels)
     train(config, tmp_path / "run", log=lambda *_: None)
-    trained = build_from_checkpoint(load_checkpoint(tmp_path / "run" / "last.pt"))
+    trained = load_checkpoint(tmp_path / "run" / "last.pt").build_model()
     after = _mean_loss(trained, train_faces.images, train_faces.labels)
     assert after < before - 0.02, (before, after)
 
@@ -75,15 +75,15 @@ def test_resumed_run_ends_with_the_same_weights(small_csv, tmp_path):
     train(config, tmp_path / "straight", log=lambda *_: None)
     # "Kill" after one epoch (the checkpoint of epoch 1 is on disk), then resume to the end.
     train(_config(small_csv, epochs=3, subset=256), tmp_path / "resumed", log=lambda *_: None, stop_after_epochs=1)
-    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt").info.epoch == 1
     train(None, tmp_path / "resumed", resume=True, log=lambda *_: None)
 
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")
     resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
-    assert resumed["epoch"] == straight["epoch"] == 3
-    for name, tensor in straight["model_state"].items():
-        assert torch.equal(tensor, resumed["model_state"][name]), name
-    assert [r["val_acc"] for r in straight["history"]] == [r["val_acc"] for r in resumed["history"]]
+    assert resumed.info.epoch == straight.info.epoch == 3
+    for name, tensor in straight.model_state.items():
+        assert torch.equal(tensor, resumed.model_state[name]), name
+    assert [r["val_acc"] for r in straight.training.history] == [r["val_acc"] for r in resumed.training.history]
 
 
 def test_checkpoint_carries_config_labels_and_preprocessing(small_csv, tmp_path):
@@ -92,10 +92,11 @@ def test_checkpoint_carries_config_labels_and_preprocessing(small_csv, tmp_path)
     summary = train(config, tmp_path / "run", log=lambda *_: None)
     best = load_checkpoint(tmp_path / "run" / "best.pt")
     last = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert best["config"]["schedule"] == "plateau" and best["arch"] == "mini_xception"
-    assert best["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
-    assert best["preprocess"]["size"] == 48 and best["preprocess"]["color"] == "gray"
-    assert {"optimizer_state", "scheduler_state", "epoch", "history"} <= set(last)
+    assert best.info.config["schedule"] == "plateau" and best.info.arch == "mini_xception"
+    assert best.info.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert best.info.preprocess["size"] == 48 and best.info.preprocess["color"] == "gray"
+    assert last.training.optimizer and last.training.scheduler and last.info.epoch == 1 and last.training.history
+    assert best.training is None  # best.pt is a model; last.pt also holds what an exact resume needs
     assert 0.0 <= summary["best_val_acc"] <= 1.0
     for name in ("history.csv", "curves.png", "config.yaml"):
         assert (tmp_path / "run" / name).stat().st_size > 0
@@ -121,7 +122,7 @@ def test_config_overrides_reach_nested_values():
 
 def test_soft_label_targets_are_vote_distributions():
     from ferkit.data.faceset import FaceSet
-    from ferkit.train.engine import soft_targets
+    from ferkit.train.objective import soft_targets
 
     votes = np.array([[0.5, 0.5, 0, 0], [0, 0, 1, 0]], np.float32)
     faces = FaceSet(images=np.zeros((2, 48, 48), np.uint8), labels=np.array([0, 2]), label_names=("a", "b", "c", "d"),
@@ -132,10 +133,10 @@ def test_soft_label_targets_are_vote_distributions():
 
 def test_init_from_copies_the_backbone_and_leaves_a_new_label_sets_head_fresh(small_csv, tmp_path):
     from ferkit.models import create_model
-    from ferkit.train.engine import init_from_checkpoint
+    from ferkit.train.distillation import init_from_checkpoint
 
     train(_config(small_csv, epochs=1, subset=128), tmp_path / "fer", log=lambda *_: None)
-    source = load_checkpoint(tmp_path / "fer" / "best.pt")["model_state"]
+    source = load_checkpoint(tmp_path / "fer" / "best.pt").model_state
     torch.manual_seed(0)
     ferplus = create_model("mini_xception", num_classes=8)
     message = init_from_checkpoint(ferplus, str(tmp_path / "fer"))
@@ -151,18 +152,18 @@ def test_distilling_a_teacher_changes_what_the_student_learns(small_csv, tmp_pat
     train(_config(small_csv, epochs=1, subset=128), tmp_path / "teacher", log=lambda *_: None)
     lines = []
     for name, changes in (("plain", {}), ("student", {"teachers": [str(tmp_path / "teacher")], "distill_weight": 0.9})):
-        train(_config(small_csv, epochs=1, subset=128, model="simple_cnn", **changes), tmp_path / name, log=lines.append)
-    plain = load_checkpoint(tmp_path / "plain" / "last.pt")["model_state"]
+        train(_config(small_csv, epochs=1, subset=128, model="simple_cnn", **changes), tmp_path / name,
+              log=lines.append)
+    plain = load_checkpoint(tmp_path / "plain" / "last.pt").model_state
     student = load_checkpoint(tmp_path / "student" / "last.pt")
-    assert student["config"]["teachers"] == [str(tmp_path / "teacher")]
+    assert student.info.config["teachers"] == [str(tmp_path / "teacher")]
     assert any("distilling 1 teacher(s) offline" in line for line in lines)
-    assert any(not torch.equal(plain[k], student["model_state"][k]) for k in plain)  # same seed, other targets
+    assert any(not torch.equal(plain[k], student.model_state[k]) for k in plain)  # same seed, other targets
 
 
 def test_a_teacher_with_another_label_set_is_refused(small_csv, tmp_path):
     from ferkit.errors import FerkitError
-
-    from ferkit.train.engine import load_teachers
+    from ferkit.train.distillation import load_teachers
 
     train(_config(small_csv, epochs=1, subset=128), tmp_path / "teacher", log=lambda *_: None)
     with pytest.raises(FerkitError, match="predicts 7 classes, not 8"):  # a FER2013 teacher for a FER+ student
@@ -178,7 +179,7 @@ def test_a_time_budget_stops_the_run_mid_epoch_with_the_rate_decayed(small_csv, 
     assert summary["epochs_run"] < 50
     assert summary["elapsed_s"] >= budget_min * 60
     # Cosine ran on the clock: at the end the rate is at its floor (a 50-epoch step cosine would still be ~0.05).
-    assert last["history"][-1]["lr"] < 0.05 * 0.01
+    assert last.training.history[-1]["lr"] < 0.05 * 0.01
     assert (tmp_path / "run" / "best.pt").exists()
 
 
@@ -191,7 +192,7 @@ def test_onecycle_with_a_time_budget_is_refused(small_csv, tmp_path):
 
 def test_the_weight_average_follows_its_warmed_up_decay_and_copies_integer_buffers():
     from ferkit.models import create_model
-    from ferkit.train.ema import WeightAverage
+    from ferkit.train.averaging import WeightAverage
 
     torch.manual_seed(0)
     model = create_model("mini_xception", num_classes=7)  # has BN: running stats and an integer batch counter
@@ -220,19 +221,20 @@ def test_with_ema_the_average_is_validated_saved_as_best_and_resumed_exactly(sma
     train(_config(small_csv, **config), tmp_path / "resumed", log=lambda *_: None, stop_after_epochs=1)
     after_one = load_checkpoint(tmp_path / "resumed" / "last.pt")
     best = load_checkpoint(tmp_path / "resumed" / "best.pt")  # epoch 1 is always the best so far
-    assert best["epoch"] == 1
-    for name, tensor in best["model_state"].items():
-        assert torch.equal(tensor, after_one["ema_state"]["model_state"][name]), name
-    assert any(not torch.equal(after_one["model_state"][k], best["model_state"][k])
-               for k in best["model_state"] if best["model_state"][k].is_floating_point())
+    assert best.info.epoch == 1
+    for name, tensor in best.model_state.items():
+        assert torch.equal(tensor, after_one.training.averages["ema"]["model_state"][name]), name
+    assert any(not torch.equal(after_one.model_state[k], best.model_state[k])
+               for k in best.model_state if best.model_state[k].is_floating_point())
     train(None, tmp_path / "resumed", resume=True, log=lambda *_: None)
 
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")
     resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
-    assert resumed["ema_state"]["updates"] == straight["ema_state"]["updates"] == 2 * (256 // 64)
-    for name, tensor in straight["ema_state"]["model_state"].items():
-        assert torch.equal(tensor, resumed["ema_state"]["model_state"][name]), name
-    assert all("val_acc_raw" in row for row in straight["history"])
+    updates = [run.training.averages["ema"]["updates"] for run in (resumed, straight)]
+    assert updates == [2 * (256 // 64)] * 2
+    for name, tensor in straight.training.averages["ema"]["model_state"].items():
+        assert torch.equal(tensor, resumed.training.averages["ema"]["model_state"][name]), name
+    assert all("val_acc_raw" in row for row in straight.training.history)
     assert "val_acc_raw" in (tmp_path / "straight" / "history.csv").read_text().splitlines()[0]
     assert any("raw weights" in line for line in lines)
 
@@ -246,7 +248,7 @@ def test_an_ema_decay_outside_0_to_1_is_refused(small_csv, tmp_path):
 
 def test_the_epoch_average_is_the_plain_mean_of_its_snapshots():
     from ferkit.models import create_model
-    from ferkit.train.ema import EpochAverage
+    from ferkit.train.averaging import EpochAverage
 
     torch.manual_seed(0)
     model = create_model("mini_xception", num_classes=7)
@@ -272,21 +274,23 @@ def test_with_swa_the_epoch_average_is_validated_saved_as_best_and_resumed_exact
     train(_config(small_csv, **config), tmp_path / "straight", log=lines.append)
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")
     # The last half of 3 epochs: the ends of epochs 2 and 3 (at 2/3 and 3/3) are averaged, not epoch 1 (1/3).
-    assert [row["swa_snapshots"] for row in straight["history"]] == [0, 1, 2]
-    assert straight["swa_state"]["snapshots"] == 2
-    assert np.isnan(straight["history"][0]["val_acc_raw"]) and not np.isnan(straight["history"][2]["val_acc_raw"])
+    assert [row["swa_snapshots"] for row in straight.training.history] == [0, 1, 2]
+    assert "swa_snapshots" in (tmp_path / "straight" / "history.csv").read_text().splitlines()[0]
+    assert straight.training.averages["swa"]["snapshots"] == 2
+    history = straight.training.history
+    assert np.isnan(history[0]["val_acc_raw"]) and not np.isnan(history[2]["val_acc_raw"])
     assert any("average of 2 epoch(s)" in line for line in lines)
 
     train(_config(small_csv, **config), tmp_path / "resumed", log=lambda *_: None, stop_after_epochs=2)
     best = load_checkpoint(tmp_path / "resumed" / "best.pt")
-    if best["epoch"] == 2:  # the saved best is the average (one snapshot, its BN statistics re-estimated)
+    if best.info.epoch == 2:  # the saved best is the average (one snapshot, its BN statistics re-estimated)
         after_two = load_checkpoint(tmp_path / "resumed" / "last.pt")
-        for name, tensor in best["model_state"].items():
-            assert torch.equal(tensor, after_two["swa_state"]["model_state"][name]), name
+        for name, tensor in best.model_state.items():
+            assert torch.equal(tensor, after_two.training.averages["swa"]["model_state"][name]), name
     train(None, tmp_path / "resumed", resume=True, log=lambda *_: None)
     resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
-    for name, tensor in straight["swa_state"]["model_state"].items():
-        assert torch.equal(tensor, resumed["swa_state"]["model_state"][name]), name
+    for name, tensor in straight.training.averages["swa"]["model_state"].items():
+        assert torch.equal(tensor, resumed.training.averages["swa"]["model_state"][name]), name
 
 
 def test_swa_recomputes_the_averages_batchnorm_statistics_unless_told_to_average_them(small_csv, tmp_path):
@@ -294,14 +298,14 @@ def test_swa_recomputes_the_averages_batchnorm_statistics_unless_told_to_average
     for mode in ("recompute", "average"):
         train(_config(small_csv, swa_bn=mode, **config), tmp_path / mode, log=lambda *_: None)
     states = {mode: load_checkpoint(tmp_path / mode / "last.pt") for mode in ("recompute", "average")}
-    same_weights = [k for k, v in states["average"]["swa_state"]["model_state"].items() if "running_mean" in k]
+    same_weights = [k for k in states["average"].training.averages["swa"]["model_state"] if "running_mean" in k]
     assert same_weights
     for name in same_weights:  # the averaged statistics differ from those measured on the averaged net
-        assert not torch.equal(states["average"]["swa_state"]["model_state"][name],
-                               states["recompute"]["swa_state"]["model_state"][name]), name
-    weight = next(k for k in states["average"]["swa_state"]["model_state"] if k.endswith("weight"))
-    assert torch.equal(states["average"]["swa_state"]["model_state"][weight],
-                       states["recompute"]["swa_state"]["model_state"][weight])
+        assert not torch.equal(states["average"].training.averages["swa"]["model_state"][name],
+                               states["recompute"].training.averages["swa"]["model_state"][name]), name
+    weight = next(k for k in states["average"].training.averages["swa"]["model_state"] if k.endswith("weight"))
+    assert torch.equal(states["average"].training.averages["swa"]["model_state"][weight],
+                       states["recompute"].training.averages["swa"]["model_state"][weight])
 
 
 @pytest.mark.parametrize("changes, message", [(dict(swa=1.5), "swa must be"), (dict(swa=0.5, ema=0.99), "choose one"),
@@ -316,30 +320,30 @@ def test_bad_swa_settings_are_refused(small_csv, tmp_path, changes, message):
 def test_the_run_eta_ends_at_the_time_budget_when_that_comes_first():
     import time
 
-    from ferkit.train.engine import _run_eta
+    from ferkit.train.schedule import run_eta
 
-    assert _run_eta(3000, rate=100) == 30.0
-    assert _run_eta(3000, rate=100, deadline=time.time() + 3600) == 30.0  # the images run out first
-    assert 595 < _run_eta(10**6, rate=100, deadline=time.time() + 600) <= 600  # the budget runs out first
-    assert _run_eta(3000, rate=100, deadline=time.time() - 5) == 0.0
+    assert run_eta(3000, rate=100) == 30.0
+    assert run_eta(3000, rate=100, deadline=time.time() + 3600) == 30.0  # the images run out first
+    assert 595 < run_eta(10**6, rate=100, deadline=time.time() + 600) <= 600  # the budget runs out first
+    assert run_eta(3000, rate=100, deadline=time.time() - 5) == 0.0
 
 
 def test_progressive_resizing_trains_on_small_faces_first_then_at_full_size(small_csv, tmp_path, monkeypatch):
-    from ferkit.train import engine
+    from ferkit.train import progressive
 
     seen_sides = []
-    real_downscale = engine.downscale
+    real_downscale = progressive.downscale
 
     def recording_downscale(x, side):
         out = real_downscale(x, side)
         seen_sides.append(tuple(out.shape[-2:]))
         return out
 
-    monkeypatch.setattr(engine, "downscale", recording_downscale)
+    monkeypatch.setattr(progressive, "downscale", recording_downscale)
     config = _config(small_csv, model="vgg", model_kwargs={"width": 8, "convs_per_stage": [1, 1, 1, 1]}, epochs=4,
                      subset=256, progressive_size=32, progressive_until=0.5)
     summary = train(config, tmp_path / "run", log=lambda *_: None)
-    history = load_checkpoint(tmp_path / "run" / "last.pt")["history"]
+    history = load_checkpoint(tmp_path / "run" / "last.pt").training.history
     assert [row["train_side"] for row in history] == ["32", "32", "48", "48"]
     assert seen_sides == [(32, 32)] * (2 * history[0]["steps"])  # half the steps, all at 32×32
     assert 0.0 <= summary["best_val_acc"] <= 1.0  # validated at full size throughout
@@ -364,27 +368,27 @@ def test_validate_from_skips_scoring_early_epochs_and_still_selects_from_the_lat
     config = _config(small_csv, epochs=4, subset=256, validate_from=0.5, ema=0.9, validate_raw=False)
     lines = []
     summary = train(config, tmp_path / "run", log=lines.append)
-    history = load_checkpoint(tmp_path / "run" / "last.pt")["history"]
+    history = load_checkpoint(tmp_path / "run" / "last.pt").training.history
     assert [math.isnan(row["val_acc"]) for row in history] == [True, False, False, False]  # 1/4 < 0.5 <= 2/4
     assert "val_acc_raw" not in history[-1]
     best = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert best["epoch"] >= 2 and best["metrics"]["val_acc"] == summary["best_val_acc"]
+    assert best.info.epoch >= 2 and best.info.metrics["val_acc"] == summary["best_val_acc"]
     assert any("PublicTest not scored before 0.5 of the run" in line for line in lines)
     with pytest.raises(Exception, match="validate_from must be"):
         train(_config(small_csv, validate_from=1.0), tmp_path / "bad", log=lambda *_: None)
 
 
 def test_bf16_is_flagged_on_a_cpu_that_would_emulate_it(small_csv, tmp_path, monkeypatch):
-    from ferkit.train import engine
+    from ferkit.train import devices
 
     avx2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n"
     zen4 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
     sapphire = "flags\t\t: avx2 avx512f amx_bf16 amx_tile\n"
-    assert engine.cpu_has_native_bf16(avx2) is False
-    assert engine.cpu_has_native_bf16(zen4) is True and engine.cpu_has_native_bf16(sapphire) is True
-    assert engine.cpu_has_native_bf16("no flags here") is None
+    assert devices.cpu_has_native_bf16(avx2) is False
+    assert devices.cpu_has_native_bf16(zen4) is True and devices.cpu_has_native_bf16(sapphire) is True
+    assert devices.cpu_has_native_bf16("no flags here") is None
 
-    monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
     lines = []
     train(_config(small_csv, epochs=1, subset=128, bf16=True), tmp_path / "run", log=lines.append)
     assert any("bf16=true on a CPU without AVX-512 BF16 or AMX" in line for line in lines)

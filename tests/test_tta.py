@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from ferkit.cli import main
-from ferkit.runtime.models import TorchClassifier
-from ferkit.runtime.torch_infer import predict_logits, tta_views
-from ferkit.runtime.tta import SHIFT_PX, check_tta, parse_tta, tta_views_numpy, view_count
-
 from conftest import skimage_crops
-from recognition_media import make_checkpoint
+
+from ferkit.classifier.torch_classifier import TorchClassifier
+from ferkit.classifier.torch_inference import predict_logits, tta_views
+from ferkit.classifier.tta import SHIFT_PX, check_tta, parse_tta, tta_views_numpy, view_count
+from ferkit.cli import main
+from ferkit.testing.media import make_checkpoint
 
 
 def dot_image() -> np.ndarray:

@@ -15,9 +15,8 @@ from ferkit.errors import FerkitError
 from ferkit.media.video import VideoReader, VideoWriter, parse_camera
 from ferkit.runtime.recognizer import Recognizer
 from ferkit.runtime.tracking import IouTracker
-from ferkit.runtime.videos import process_video
-
-from recognition_media import make_checkpoint, video_frames, write_video
+from ferkit.runtime.video_recognition import process_video
+from ferkit.testing.media import make_checkpoint, video_frames, write_video
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from recognition_media import DEFAULT_MODEL, NO_DEFAULT, astronaut, iou, make_checkpoint, no_face_images, \
-    video_frames, write_video
-from web_support import running_server
 
 from ferkit.cli import main
 from ferkit.labels import EMOTIONS
+from ferkit.testing.browser import running_server
+from ferkit.testing.media import (
+    DEFAULT_MODEL,
+    NO_DEFAULT,
+    astronaut,
+    iou,
+    make_checkpoint,
+    no_face_images,
+    video_frames,
+    write_video,
+)
 
 # starlette >= 1.x asks for httpx2 under its TestClient; httpx works the same here
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
@@ -146,9 +154,11 @@ def test_models_health_page_and_openapi(client, tiny_model):
     assert models["limits"]["max_upload_mb"] == LIMIT_MB
     assert client.get("/healthz").json()["status"] == "ok"
     page = client.get("/")
-    assert page.status_code == 200 and "photo-input" in page.text and "getUserMedia" in client.get("/static/app.js").text
+    assert page.status_code == 200 and "photo-input" in page.text
+    assert "getUserMedia" in client.get("/static/app.js").text
     spec = client.get("/openapi.json").json()
-    assert {"/api/v1/predict", "/api/v1/predict/batch", "/api/v1/models", "/healthz", "/api/v1/video"} <= set(spec["paths"])
+    paths = {"/api/v1/predict", "/api/v1/predict/batch", "/api/v1/models", "/healthz", "/api/v1/video"}
+    assert paths <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]
     assert client.get("/docs").status_code == 200
 
@@ -161,9 +171,11 @@ def _bad_requests():
     return {
         "text file": (dict(files={"file": ("notes.jpg", b"hello, not a photo", "image/jpeg")}), 415, "not_an_image"),
         "pdf": (dict(files={"file": ("doc.pdf", b"%PDF-1.4\n" + bytes(300), "application/pdf")}), 415, "not_an_image"),
-        "truncated jpeg": (dict(files={"file": ("cut.jpg", good[:len(good) // 4], "image/jpeg")}), 422, "corrupt_image"),
+        "truncated jpeg": (dict(files={"file": ("cut.jpg", good[:len(good) // 4], "image/jpeg")}), 422,
+                           "corrupt_image"),
         "empty file": (dict(files={"file": ("empty.jpg", b"", "image/jpeg")}), 422, "empty_file"),
-        "form without a file": (dict(content=b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n--b--\r\n',
+        "form without a file": (dict(content=b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\n'
+                                             b'hi\r\n--b--\r\n',
                                      headers={"content-type": "multipart/form-data; boundary=b"}), 422, "no_file"),
         "malformed multipart": (dict(content=b"--b\r\nnonsense", headers={"content-type": "multipart/form-data"}),
                                 422, "bad_form"),
@@ -262,10 +274,12 @@ def test_video_job_gives_annotated_webm_timeline_and_tracks(client, tmp_path):
 
 def test_video_limit_corrupt_file_and_image_given_as_video(client, tmp_path):
     clip = write_video(tmp_path / "long.mp4", video_frames(12) * 3)
-    job = _wait_for_job(client, client.post("/api/v1/video", files={"file": ("long.mp4", clip.read_bytes())}).json()["id"])
+    started = client.post("/api/v1/video", files={"file": ("long.mp4", clip.read_bytes())})
+    job = _wait_for_job(client, started.json()["id"])
     assert job["status"] == "done" and job["result"]["frames"] == 20 and job["result"]["stopped_at_limit"]
 
-    job = _wait_for_job(client, client.post("/api/v1/video", files={"file": ("x.mp4", b"\x00garbage" * 500)}).json()["id"])
+    started = client.post("/api/v1/video", files={"file": ("x.mp4", b"\x00garbage" * 500)})
+    job = _wait_for_job(client, started.json()["id"])
     assert job["status"] == "error" and job["error_status"] == 422 and "x.mp4" in job["error"]
     assert "ferkit-web-" not in job["error"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import cv2
 import pytest
-from recognition_media import DEFAULT_MODEL, make_checkpoint, no_face_images, video_frames, write_video
-from web_support import browser_missing, chromium, running_server, upload_photo, write_astronaut_jpg
 
 from ferkit.labels import EMOTIONS
+from ferkit.testing.browser import browser_missing, chromium, running_server, upload_photo, write_astronaut_jpg
+from ferkit.testing.media import DEFAULT_MODEL, make_checkpoint, no_face_images, video_frames, write_video
 
 MISSING = browser_missing()
 pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"browser test needs headless Chromium: {MISSING}")

@@ -9,19 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import skimage_crops
 
+from ferkit.classifier.torch_classifier import TorchClassifier
 from ferkit.errors import FerkitError
 from ferkit.models import create_model
 from ferkit.models.widen import widen_vgg
-from ferkit.runtime.models import TorchClassifier
-from ferkit.train.engine import init_from_checkpoint
+from ferkit.train.distillation import init_from_checkpoint
 from ferkit.vision.crop import normalise
-
-from conftest import skimage_crops
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "widen.py"
 SHIPPED = TorchClassifier.load("default")
-KWARGS = SHIPPED.state["arch_kwargs"]  # the shipped default's shape (a vgg)
+KWARGS = SHIPPED.info.arch_kwargs  # the shipped default's shape (a vgg)
 OLD, NEW = KWARGS["width"], KWARGS["width"] + 8
 
 
@@ -65,8 +64,8 @@ def test_nets_it_cannot_widen_are_refused(shipped):
 
 def test_the_tool_writes_a_start_for_init_from(tmp_path, faces):
     out = tmp_path / "wide.pt"
-    done = subprocess.run([sys.executable, str(TOOL), "default", "--width", str(NEW), "--noise", "0", "--out", str(out)],
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(TOOL), "default", "--width", str(NEW), "--noise", "0",
+                           "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     student = create_model("vgg", **{**KWARGS, "width": NEW})
     assert "51 tensors" in init_from_checkpoint(student, str(out))
@@ -75,6 +74,6 @@ def test_the_tool_writes_a_start_for_init_from(tmp_path, faces):
     loaded = TorchClassifier.load(str(out))  # the widened file is a usable checkpoint in its own right
     assert loaded.labels == SHIPPED.labels and loaded.temperature == SHIPPED.temperature
 
-    narrower = subprocess.run([sys.executable, str(TOOL), "default", "--width", str(OLD - 8), "--out", str(tmp_path / "n.pt")],
-                              capture_output=True, text=True)
+    narrower = subprocess.run([sys.executable, str(TOOL), "default", "--width", str(OLD - 8),
+                               "--out", str(tmp_path / "n.pt")], capture_output=True, text=True)
     assert narrower.returncode == 1 and "not wider" in narrower.stderr and "Traceback" not in narrower.stderr

@@ -1,4 +1,4 @@
-"""One docs/results.md row for a run: evaluates its best checkpoint on Training, PublicTest and PrivateTest.
+"""One docs/results-log.md row for a run: evaluates its best checkpoint on Training, PublicTest and PrivateTest.
 
     python tools/results_row.py runs/vgg32 --data ../shared/data/fer2013/fer2013.csv.gz --command "ferkit train ..."
 
@@ -14,9 +14,9 @@ import subprocess
 
 import torch
 
-from ferkit.evaluate.evaluate import evaluate_classifier, evaluation_data
+from ferkit.classifier.torch_classifier import TorchClassifier
+from ferkit.evaluate.scoring import evaluate_classifier, evaluation_data
 from ferkit.labels import FERPLUS_TESTS
-from ferkit.runtime.models import TorchClassifier
 
 
 def main() -> None:
@@ -38,17 +38,17 @@ def main() -> None:
     for split in splits:
         faces = evaluation_data(args.data, split, classifier.labels, ferplus_test=args.ferplus_test)
         scores[split] = evaluate_classifier(classifier, faces, tta=tta)
-    state = classifier.state
-    config = state["config"]
+    info = classifier.info
+    config = info.config
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    minutes = state.get("elapsed_s", 0) / 60
+    minutes = info.elapsed_s / 60
     threads = config.get("threads") or torch.get_num_threads()
     cpu = f"{os.cpu_count()}-core {platform.machine()}, {threads} training thread{'s' if threads > 1 else ''}"
     tta_used = ",".join(scores["PrivateTest"]["tta"]) or "none"
     budget = config.get("time_budget_min", 0)
-    epochs = f"{state['epoch']} of a {budget:g}-min budget" if budget else f"{state['epoch']}/{config['epochs']}"
+    epochs = f"{info.epoch} of a {budget:g}-min budget" if budget else f"{info.epoch}/{config['epochs']}"
     training = f"{scores['Training']['accuracy']:.4f}" if "Training" in scores else "—"
-    print(f"| {config['model']} | {state.get('parameters', 0):,} | 48×48×1 | {epochs} | "
+    print(f"| {config['model']} | {info.parameters:,} | 48×48×1 | {epochs} | "
           f"{config['batch_size']} | {config['optimizer']} {config['lr']} {config['schedule']} | {minutes:.0f} min | "
           f"{training} | {scores['PublicTest']['accuracy']:.4f} | "
           f"{scores['PrivateTest']['accuracy']:.4f} | {scores['PrivateTest']['macro_f1']:.4f} | {tta_used} | "

@@ -15,10 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the helpers the browser test uses
+from ferkit.testing.browser import browser_missing, chromium, running_server, upload_photo, write_astronaut_jpg
 
-from web_support import browser_missing, chromium, running_server, upload_photo, write_astronaut_jpg  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:

@@ -1,20 +1,19 @@
 """Ship a run's best checkpoint inside the package: `python tools/ship.py runs/NAME default`.
 
-Keeps what recognition needs (weights, architecture, labels, preprocessing, TTA, config, validation metrics)
-and drops the optimiser, so the file stays small; refuses anything over 20 MB.
+Keeps what recognition needs (the checkpoint's model part: weights, architecture, labels, preprocessing, TTA,
+config, validation metrics) and drops the training state, so the file stays small; refuses anything over 20 MB.
+Then `ferkit calibrate` and `ferkit export` (docs/model-card.md, Reproduce).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ferkit.runtime.models import WEIGHTS_DIR, resolve_checkpoint
-from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
+from ferkit.classifier.checkpoint import load_checkpoint, save_checkpoint, slim
+from ferkit.classifier.shipped import WEIGHTS_DIR, resolve_checkpoint
+from ferkit.errors import FerkitError
 
-KEEP = ("arch", "arch_kwargs", "labels", "preprocess", "config", "parameters", "tta", "metrics", "epoch",
-        "elapsed_s", "model_state", "temperature", "calibration", "members")
 LIMIT_BYTES = 20 * 1024 * 1024
 
 
@@ -24,12 +23,15 @@ def main() -> int:
     parser.add_argument("name", help="shipped name, e.g. default, fast, ferplus")
     parser.add_argument("--tta", nargs="*", help="test-time augmentation to record (e.g. flip)")
     args = parser.parse_args()
-    state = load_checkpoint(resolve_checkpoint(args.run))
-    slim = {key: state[key] for key in KEEP if key in state}
+    try:
+        shipped = slim(load_checkpoint(resolve_checkpoint(args.run)))
+    except FerkitError as exc:
+        print(f"ship: {exc}", file=sys.stderr)
+        return 2
     if args.tta is not None:
-        slim["tta"] = args.tta
+        shipped.info.tta = list(args.tta)
     out = WEIGHTS_DIR / f"{args.name}.pt"
-    save_checkpoint(out, slim)
+    save_checkpoint(out, shipped)
     size = out.stat().st_size
     if size > LIMIT_BYTES:
         out.unlink()

@@ -14,14 +14,11 @@ import sys
 
 import torch
 
+from ferkit.classifier.checkpoint import Checkpoint, ModelInfo, load_checkpoint, save_checkpoint
+from ferkit.classifier.shipped import resolve_checkpoint
 from ferkit.errors import FerkitError
-from ferkit.models import create_model
-from ferkit.models.registry import count_parameters
+from ferkit.models import count_parameters, create_model
 from ferkit.models.widen import widen_vgg
-from ferkit.runtime.models import resolve_checkpoint
-from ferkit.train.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
-
-KEEP = ("labels", "preprocess", "tta", "config", "temperature")
 
 
 def main() -> int:
@@ -34,33 +31,34 @@ def main() -> int:
     parser.add_argument("--data", help="FER2013 csv: report the logit change on PublicTest")
     args = parser.parse_args()
     try:
-        state = load_checkpoint(resolve_checkpoint(args.model))
-        if state.get("arch") != "vgg":
-            raise FerkitError(f"{args.model} is a {state.get('arch')!r} net; only vgg nets can be widened")
-        old = build_from_checkpoint(state)
-        kwargs = {**state.get("arch_kwargs", {}), "width": args.width, "num_classes": len(state["labels"])}
-        if args.width <= state["arch_kwargs"].get("width", 32):
-            raise FerkitError(f"--width {args.width} is not wider than the model's {state['arch_kwargs'].get('width')}")
+        checkpoint = load_checkpoint(resolve_checkpoint(args.model))
+        info = checkpoint.info
+        if info.arch != "vgg":
+            raise FerkitError(f"{args.model} is a {info.arch!r} net; only vgg nets can be widened")
+        old = checkpoint.build_model()
+        kwargs = {**info.arch_kwargs, "width": args.width, "num_classes": len(info.labels)}
+        if args.width <= info.arch_kwargs.get("width", 32):
+            raise FerkitError(f"--width {args.width} is not wider than the model's {info.arch_kwargs.get('width')}")
         new = widen_vgg(old, create_model("vgg", **kwargs), noise=args.noise, seed=args.seed).eval()
     except FerkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.data:
-        from ferkit.evaluate.evaluate import evaluation_data
+        from ferkit.evaluate.scoring import evaluation_data
         from ferkit.vision.crop import normalise
 
-        x = normalise(evaluation_data(args.data, "PublicTest", state["labels"]).images)
+        x = normalise(evaluation_data(args.data, "PublicTest", info.labels).images)
         with torch.no_grad():  # in chunks: a whole split at once needs over 1 GB of activations
             before = torch.cat([old(x[i:i + 512]) for i in range(0, len(x), 512)])
             after = torch.cat([new(x[i:i + 512]) for i in range(0, len(x), 512)])
         agree = (before.argmax(1) == after.argmax(1)).float().mean()
         print(f"PublicTest logits: largest change {(before - after).abs().max():.4g}, arg-max agreement {agree:.4f}")
     kwargs.pop("num_classes")
-    out = {key: state[key] for key in KEEP if key in state}
-    out.update(arch="vgg", arch_kwargs=kwargs, model_state=new.state_dict(),
-               parameters=count_parameters(new), widened_from=str(args.model))
-    save_checkpoint(args.out, out)
-    print(f"widened {args.model} to width {args.width} ({out['parameters']:,} parameters): {args.out}")
+    wide = ModelInfo(arch="vgg", arch_kwargs=kwargs, labels=info.labels, preprocess=info.preprocess, tta=info.tta,
+                     temperature=info.temperature, config=info.config, parameters=count_parameters(new),
+                     origin={"widened_from": str(args.model)})
+    save_checkpoint(args.out, Checkpoint(wide, new.state_dict()))
+    print(f"widened {args.model} to width {args.width} ({wide.parameters:,} parameters): {args.out}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Carry FER2013 to a lent GPU machine, which reaches nothing outside it and takes at most 64 MiB of files.
 
-    python tools/gpu_pack.py pack ../shared/data/fer2013/fer2013.csv.gz .gpudata      # here
-    python tools/gpu_pack.py unpack .gpudata /tmp/fer2013                             # there
+    python experiments/gpu/gpu_pack.py pack ../shared/data/fer2013/fer2013.csv.gz .gpudata      # here
+    python experiments/gpu/gpu_pack.py unpack .gpudata /tmp/fer2013                             # there
 
 The pack holds every image as lossless WebP mosaics (bit-exact: checked on unpack; 55 MiB against the csv.gz's
 90), the labels and usage of every row, and fer2013new.csv.gz. `unpack` writes a fer2013.csv in the Kaggle format,
@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 TILE = 48

@@ -1,14 +1,16 @@
 """Run a plan of trainings side by side on one lent GPU machine, then bring back what fits in its 64 MiB.
 
-    python tools/gpu_sweep.py PLAN.yaml --pack .gpudata --out $OUT
+    python experiments/gpu/gpu_sweep.py PLAN.yaml --pack .gpudata --out $OUT
 
 A lease, step by step (the shipped weights and the pack do not fit in one 64 MiB transfer together):
 
-    python tools/gpu_pack.py pack ../shared/data/fer2013/fer2013.csv.gz .gpudata     # here, once (2 min)
-    python tools/gpu_tree.py hold && python tools/gpu_tree.py size --carry .gpudata  # here: under 64 MiB?
+    python experiments/gpu/gpu_pack.py pack ../shared/data/fer2013/fer2013.csv.gz .gpudata     # here, once (2 min)
+    python experiments/gpu/gpu_tree.py hold                             # here: the shipped weights stay behind
+    python experiments/gpu/gpu_tree.py size --carry .gpudata            # here: under 64 MiB?
     device run, carry [".gpudata"], timeout_s 590:
-        python3 tools/gpu_sweep.py plans/gpu_main.yaml --pack .gpudata --out $OUT 2>&1 | tee $OUT/sweep.log
-    python tools/gpu_tree.py restore                                                  # here, at once
+        python3 experiments/gpu/gpu_sweep.py experiments/gpu/plans/gpu_main.yaml --pack .gpudata --out $OUT \\
+            2>&1 | tee $OUT/sweep.log
+    python experiments/gpu/gpu_tree.py restore                                                  # here, at once
     for t in FILES_AT/runs-*.tar; do tar -xf $t -C runs/; done                       # then results_row.py per run
 
 A plan is a list of phases; the runs of a phase train at once (one process each, sharing the GPU), and a
@@ -36,9 +38,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")  # cpu: try a plan here first
 PART_BYTES = 15 * 2**20
@@ -50,10 +52,10 @@ def log(message: str) -> None:
 
 
 def best_val_acc(run_dir: Path) -> float:
-    from ferkit.train.checkpoint import load_checkpoint
+    from ferkit.classifier.checkpoint import load_checkpoint
 
     path = run_dir / "best.pt"
-    return float(load_checkpoint(path)["metrics"]["val_acc"]) if path.is_file() else -1.0
+    return float(load_checkpoint(path).info.metrics["val_acc"]) if path.is_file() else -1.0
 
 
 def launch(run: dict, data: Path, runs_dir: Path, threads: int) -> subprocess.Popen:
@@ -95,12 +97,11 @@ def score(runs_dir: Path, names: list[str], data: Path, out: Path) -> dict:
     """PublicTest and PrivateTest metrics of every run's best checkpoint (reporting only: nothing is chosen
     here), and float16 probabilities for ensembles chosen on PublicTest later."""
     import numpy as np
-    import torch
 
-    from ferkit.evaluate.evaluate import evaluation_data
+    from ferkit.classifier.checkpoint import load_checkpoint
+    from ferkit.classifier.torch_inference import predict_proba
     from ferkit.evaluate.metrics import classification_report
-    from ferkit.runtime.torch_infer import predict_proba
-    from ferkit.train.checkpoint import build_from_checkpoint, load_checkpoint
+    from ferkit.evaluate.scoring import evaluation_data
 
     summary, probs_out = {}, {}
     for name in names:
@@ -109,17 +110,18 @@ def score(runs_dir: Path, names: list[str], data: Path, out: Path) -> dict:
             summary[name] = {"error": "no best.pt"}
             continue
         try:
-            state = load_checkpoint(path)
-            model = build_from_checkpoint(state).to(DEVICE)
+            checkpoint = load_checkpoint(path)
+            info = checkpoint.info
+            model = checkpoint.build_model().to(DEVICE)
             history = [line.split(",") for line in (runs_dir / name / "history.csv").read_text().splitlines()]
-            row = {"parameters": state["parameters"], "best_epoch": state["epoch"], "epochs_run": len(history) - 1,
+            row = {"parameters": info.parameters, "best_epoch": info.epoch, "epochs_run": len(history) - 1,
                    "wall_s": round(_elapsed(runs_dir / name), 1),
-                   "labels": len(state["labels"])}
+                   "labels": len(info.labels)}
             for split in ("PublicTest", "PrivateTest"):
-                faces = evaluation_data(data, split, state["labels"])
+                faces = evaluation_data(data, split, info.labels)
                 for tta in ((), ("flip",)):
                     p = predict_proba(model, faces.images, tta=tta, device=DEVICE, batch_size=1024)
-                    report = classification_report(faces.labels, p.argmax(1), state["labels"])
+                    report = classification_report(faces.labels, p.argmax(1), info.labels)
                     key = f"{split}{'_flip' if tta else ''}"
                     row[key] = {"accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4)}
                     probs_out[f"{name}/{key}"] = p.astype(np.float16)
@@ -133,23 +135,22 @@ def score(runs_dir: Path, names: list[str], data: Path, out: Path) -> dict:
 
 
 def _elapsed(run_dir: Path) -> float:
-    from ferkit.train.checkpoint import load_checkpoint
+    from ferkit.classifier.checkpoint import load_checkpoint
 
-    return float(load_checkpoint(run_dir / "last.pt")["elapsed_s"])
+    return float(load_checkpoint(run_dir / "last.pt").info.elapsed_s)
 
 
 def slim_checkpoint(path: Path) -> bytes:
-    """best.pt with float16 weights: half the bytes to carry; loads back as float32 (build_from_checkpoint)."""
-    import torch
+    """best.pt with float16 weights: half the bytes to carry; loads back as float32 (Checkpoint.build_model)."""
+    from ferkit.classifier.checkpoint import load_checkpoint, save_checkpoint, slim
 
-    from ferkit.train.checkpoint import load_checkpoint
-
-    state = load_checkpoint(path)
-    state["model_state"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model_state"].items()}
-    state["transfer"] = "float16 weights from a GPU sweep (tools/gpu_sweep.py)"
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
+    checkpoint = slim(load_checkpoint(path), half=True)
+    checkpoint.info.origin["transfer"] = "float16 weights from a GPU sweep (experiments/gpu/gpu_sweep.py)"
+    target = path.with_name("best.fp16.pt")
+    save_checkpoint(target, checkpoint)
+    data = target.read_bytes()
+    target.unlink()
+    return data
 
 
 def bring_back(runs_dir: Path, order: list[str], out: Path, with_weights: bool = True) -> None:

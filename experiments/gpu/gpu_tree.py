@@ -1,11 +1,11 @@
 """Keep a device `run` under its 64 MiB: what would travel, and the shipped weights held aside while it runs.
 
-    python tools/gpu_tree.py size --carry .gpudata   # bytes that would travel, against the limit
-    python tools/gpu_tree.py hold                    # move src/ferkit/weights into .git/ (which does not travel)
-    python tools/gpu_tree.py restore                 # put them back
+    python experiments/gpu/gpu_tree.py size --carry .gpudata   # bytes that would travel, against the limit
+    python experiments/gpu/gpu_tree.py hold                    # move src/ferkit/weights into .git/ (never travels)
+    python experiments/gpu/gpu_tree.py restore                 # put them back
 
 Why: the device tool copies the working tree (tracked files and untracked ones git does not ignore) plus the
-carried paths, 64 MiB in all. The shipped weights are 39 MiB and the FER2013 pack (tools/gpu_pack.py) 55 MiB;
+carried paths, 64 MiB in all. The shipped weights are 39 MiB and the FER2013 pack (experiments/gpu/gpu_pack.py) 55 MiB;
 together they do not fit, and a sweep needs only the pack. So: `hold`, then the `run` call(s), then `restore`
 at once. While they are held, `make test` fails on the missing models (on purpose: it cannot be forgotten), and
 `size` and `hold` say so.
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "src" / "ferkit" / "weights"
 HELD = ROOT / ".git" / "ferkit-held-weights"
 LIMIT = 64 * 2**20
@@ -50,7 +50,8 @@ def hold() -> None:
     if HELD.exists():
         raise SystemExit(f"weights are already held in {HELD}; `restore` first")
     shutil.move(str(WEIGHTS), str(HELD))
-    print(f"held {WEIGHTS.relative_to(ROOT)} in {HELD.relative_to(ROOT)}: run `python tools/gpu_tree.py restore` "
+    print(f"held {WEIGHTS.relative_to(ROOT)} in {HELD.relative_to(ROOT)}: run "
+          "`python experiments/gpu/gpu_tree.py restore` "
           "as soon as the device calls are done")
 
 
@@ -78,7 +79,7 @@ def main() -> None:
         print(f"working tree {tree / 2**20:.1f} MiB + carried {carried / 2**20:.1f} MiB = {total / 2**20:.1f} MiB "
               f"of {LIMIT / 2**20:.0f} MiB" + (" (weights held)" if HELD.exists() else ""))
         if total > LIMIT:
-            hint = "" if HELD.exists() else "; `python tools/gpu_tree.py hold` leaves the shipped weights behind"
+            hint = "" if HELD.exists() else "; `experiments/gpu/gpu_tree.py hold` leaves the shipped weights behind"
             sys.exit(f"too big for a device run{hint}")
 
 

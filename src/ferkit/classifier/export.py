@@ -2,7 +2,8 @@
 
 The graph takes the normalised batch (float32 N×1×48×48, as ferkit.vision.crop.normalise makes it; N is a
 dynamic axis) and returns ``probabilities`` (N×classes, softmax of the logits divided by the checkpoint's
-``temperature``, 1 unless `ferkit calibrate` fitted one, so ONNX and PyTorch give the same calibrated numbers). The labels, the test-time augmentation, the
+``temperature``, 1 unless `ferkit calibrate` fitted one, so ONNX and PyTorch give the same calibrated numbers).
+The labels, the test-time augmentation, the
 preprocessing spec, the architecture and the source checkpoint's sha256 travel in the model's metadata_props,
 so an .onnx file is usable on its own.
 """
@@ -64,8 +65,9 @@ def export_onnx(checkpoint_or_name, out_path: str | Path, opset: int = OPSET, ve
     Runtime's outputs differ from PyTorch's by more than tolerance."""
     import torch
 
-    from ferkit import __version__
-    from ferkit.runtime.models import TorchClassifier, resolve_checkpoint
+    from ferkit.classifier.shipped import resolve_checkpoint
+    from ferkit.classifier.torch_classifier import TorchClassifier
+    from ferkit.version import __version__
     from ferkit.vision.crop import PREPROCESS, normalise
 
     if isinstance(checkpoint_or_name, TorchClassifier):

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.classifier.tta import check_tta, tta_views_numpy
 from ferkit.errors import FerkitError
-from ferkit.runtime.tta import check_tta, tta_views_numpy
 from ferkit.vision.crop import normalise_numpy
+
 
 def onnx_cache_dir() -> Path:
     return Path(os.environ.get("FERKIT_CACHE") or Path.home() / ".cache" / "ferkit") / "onnx"
@@ -32,8 +33,8 @@ def _read_metadata(path: Path) -> dict:
 
 def onnx_for_checkpoint(name_or_path) -> Path:
     """The .onnx for a checkpoint: shipped beside it, else cached, else exported now into the cache."""
-    from ferkit.runtime.export import export_onnx, file_sha256
-    from ferkit.runtime.models import resolve_checkpoint
+    from ferkit.classifier.export import export_onnx, file_sha256
+    from ferkit.classifier.shipped import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(name_or_path)
     digest = file_sha256(checkpoint)

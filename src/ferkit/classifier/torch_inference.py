@@ -6,12 +6,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ferkit.runtime.tta import SHIFTS, check_tta, view_count
+from ferkit.classifier.tta import SHIFTS, check_tta, view_count
 from ferkit.vision.crop import normalise
 
 
 def shifted(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
-    """Move N×C×H×W content by (dx, dy) pixels, repeating the border (as ferkit.runtime.tta.shift_numpy)."""
+    """Move N×C×H×W content by (dx, dy) pixels, repeating the border (as ferkit.classifier.tta.shift_numpy)."""
     p = max(abs(dx), abs(dy))
     if p == 0:
         return x
@@ -20,7 +20,7 @@ def shifted(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 
 
 def tta_views(batch: torch.Tensor, modes: list[str]) -> list[torch.Tensor]:
-    """N×C×H×W → the TTA views, first the unchanged batch (order and pixels as ferkit.runtime.tta.tta_views_numpy)."""
+    """N×C×H×W → the TTA views, first the unchanged batch (order and pixels as classifier.tta.tta_views_numpy)."""
     views = [shifted(batch, dx, dy) for dx, dy in (SHIFTS if "shift" in modes else SHIFTS[:1])]
     if "flip" in modes:
         views += [torch.flip(v, dims=[3]) for v in views]
@@ -55,7 +55,8 @@ def predict_proba(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 5
 
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, crops: np.ndarray, batch_size: int = 512, tta=()) -> np.ndarray:
-    """uint8 N×48×48 crops → float32 views×N×classes logits (view 0 as is, then the TTA views in tta_views' order),
+    """uint8 N×48×48 crops → float32 views×N×classes logits (view 0 as is, then the TTA views in tta_views'
+    order),
     for calibration: predict_proba(temperature=T) equals the mean over views of softmax(logits / T)."""
     modes = check_tta(tta)
     was_training = model.training

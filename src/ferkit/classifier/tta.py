@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 TTA_MODES = ("flip", "shift")
-SHIFT_PX = 2   # chosen on PublicTest among 2 and 3 pixels and diagonal moves (docs/results.md)
+SHIFT_PX = 2   # chosen on PublicTest among 2 and 3 pixels and diagonal moves (docs/results-log.md)
 SHIFTS = ((0, 0), (SHIFT_PX, 0), (-SHIFT_PX, 0), (0, SHIFT_PX), (0, -SHIFT_PX))
 
 
@@ -36,7 +36,7 @@ def view_count(modes: list[str]) -> int:
 
 
 def tta_views_numpy(x: np.ndarray, modes: list[str]) -> list[np.ndarray]:
-    """N×C×H×W float arrays → the TTA views, first the unchanged batch (same order as ferkit.runtime.torch_infer)."""
+    """N×C×H×W float arrays → the TTA views, the unchanged batch first (order as in classifier.torch_inference)."""
     views = [shift_numpy(x, dx, dy) for dx, dy in (SHIFTS if "shift" in modes else SHIFTS[:1])]
     if "flip" in modes:
         views += [v[..., ::-1] for v in views]
@@ -44,7 +44,7 @@ def tta_views_numpy(x: np.ndarray, modes: list[str]) -> list[np.ndarray]:
 
 
 def shift_numpy(x: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """Move N×C×H×W content by (dx, dy) pixels, repeating the border (as ferkit.runtime.torch_infer.shifted)."""
+    """Move N×C×H×W content by (dx, dy) pixels, repeating the border (as classifier.torch_inference.shifted)."""
     p = max(abs(dx), abs(dy))
     if p == 0:
         return x

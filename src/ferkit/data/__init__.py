@@ -14,8 +14,8 @@ def load_dataset(path: str | Path, labels: str = "fer2013", clean: bool = False,
     votes become labels, "plurality" or "strict" (ferkit.data.ferplus)."""
     from ferkit.data.clean import clean_faceset
     from ferkit.data.fer2013 import load_fer2013
-    from ferkit.data.folders import load_folder
     from ferkit.data.ferplus import find_ferplus, load_ferplus
+    from ferkit.data.folders import load_folder
 
     path = Path(path)
     if not path.exists():

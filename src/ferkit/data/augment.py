@@ -62,7 +62,7 @@ class Augmenter:
         self.config = config
 
     def __call__(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """images: float N×C×H×W in [0, 1] → augmented copy, same shape, deterministic for a given generator state."""
+        """images: float N×C×H×W in [0, 1] → augmented copy, same shape, deterministic for a generator state."""
         cfg = self.config
         out = self._affine(images, gen)
         if cfg.crop_pad > 0:

@@ -106,23 +106,24 @@ def calibrate_checkpoint(model, data, split: str = "PublicTest", out=None, subse
                          seed: int = 0) -> dict:
     """Fit the temperature of a checkpoint on a validation split and write it into the checkpoint file (or into
     out, a copy). Returns the calibration record stored beside it. PrivateTest is refused: it only reports."""
+    from dataclasses import replace
     from pathlib import Path
 
+    from ferkit.classifier.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from ferkit.classifier.shipped import resolve_checkpoint
+    from ferkit.classifier.torch_classifier import TorchClassifier
     from ferkit.errors import FerkitError
-    from ferkit.evaluate.evaluate import evaluation_data
     from ferkit.evaluate.robustness import stratified_sample
-    from ferkit.runtime.models import TorchClassifier, resolve_checkpoint
-    from ferkit.train.checkpoint import load_checkpoint, save_checkpoint
+    from ferkit.evaluate.scoring import evaluation_data
+    from ferkit.labels import USAGES
 
     if split == "PrivateTest":
         raise FerkitError("the temperature is never fitted on PrivateTest (it only reports); use PublicTest")
-    from ferkit.labels import USAGES
-
     if split not in USAGES:
         raise FerkitError(f"unknown split {split!r}; fit on PublicTest (or Training)")
     path = resolve_checkpoint(model)
-    state = load_checkpoint(path)
-    classifier = TorchClassifier(state, str(path))
+    checkpoint = load_checkpoint(path)
+    classifier = TorchClassifier(checkpoint, str(path))
     faces = evaluation_data(data, split, classifier.labels, clean=clean)
     if faces.usage is None:
         raise FerkitError(f"{data}: no {split} split to fit the temperature on (needs a FER2013 csv)")
@@ -131,11 +132,10 @@ def calibrate_checkpoint(model, data, split: str = "PublicTest", out=None, subse
     logits = classifier.predict_logits(faces.images)
     temperature = fit_temperature(logits, faces.labels)
     record = {**calibration_summary(logits, faces.labels, temperature), "split": split, "data": Path(data).name,
-              "tta": list(classifier.tta), "previous_temperature": float(state.get("temperature", 1.0))}
-    state["temperature"] = temperature
-    state["calibration"] = record
+              "tta": list(classifier.tta), "previous_temperature": checkpoint.info.temperature}
     target = Path(out) if out else path
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(target, state)
+    info = replace(checkpoint.info, temperature=temperature, calibration=record)
+    save_checkpoint(target, Checkpoint(info, checkpoint.model_state, checkpoint.training))
     record["checkpoint"] = str(target)
     return record

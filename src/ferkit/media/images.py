@@ -73,3 +73,18 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except OSError as exc:
         raise FerkitError(f"{path}: cannot read ({exc.strerror})") from None
     return decode_image(data, str(path), max_pixels)
+
+
+# Leading bytes of the image formats OpenCV decodes: a file that has none of them and does not decode is
+# "not an image" (415); one that has them but does not decode is a corrupt image (422).
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a", b"II*\x00", b"MM\x00*",
+                    b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51",
+                    b"#?RADIANCE", b"\x76\x2f\x31\x01")
+
+
+def looks_like_image(data: bytes) -> bool:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return True
+    if data[4:12] in (b"ftypavif", b"ftypheic", b"ftypmif1"):
+        return True
+    return any(data.startswith(sig) for sig in IMAGE_SIGNATURES)

@@ -7,15 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.render.overlay import color_for
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ferkit.render.plotting import pyplot
 
 
 def _rgb(label):
@@ -25,7 +17,7 @@ def _rgb(label):
 
 def probability_chart(record: dict, path, title: str | None = None) -> Path:
     """A horizontal bar chart of one face's probabilities."""
-    plt = _plt()
+    plt = pyplot()
     labels = list(record["probabilities"])
     values = [record["probabilities"][k] for k in labels]
     fig, ax = plt.subplots(figsize=(4.2, 2.8), dpi=100)
@@ -42,7 +34,7 @@ def timeline_chart(rows: list[dict], labels, path, fps: float | None = None, max
                    title: str | None = None) -> Path:
     """Per face track, the smoothed probability of every expression over time (one panel per track, the
     longest tracks first). rows: per-frame records with 'frame', 'track' and 'probabilities'."""
-    plt = _plt()
+    plt = pyplot()
     by_track: dict = {}
     for row in rows:
         by_track.setdefault(row.get("track"), []).append(row)

@@ -1,4 +1,4 @@
-"""Figures for evaluation: the normalised confusion matrix."""
+"""The normalised confusion matrix as a PNG."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.evaluate.metrics import normalise_rows
+from ferkit.render.plotting import pyplot
 
 
 def plot_confusion(path: str | Path, counts: np.ndarray, labels, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    share = normalise_rows(np.asarray(counts))
+    plt = pyplot()
+    counts = np.asarray(counts)
+    totals = counts.sum(axis=1, keepdims=True)  # each row's share: the diagonal is the class's recall
+    share = np.divide(counts, totals, out=np.zeros(counts.shape, float), where=totals > 0)
     fig, ax = plt.subplots(figsize=(1.0 * len(labels) + 2, 1.0 * len(labels) + 1))
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")

@@ -6,26 +6,11 @@ import io
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig, dpi: int = 90) -> bytes:
-    plt = _plt()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    return buffer.getvalue()
+from ferkit.render.plotting import png_bytes, pyplot
 
 
 def confusion_png(counts, labels, title: str = "") -> bytes:
-    from ferkit.evaluate.plots import plot_confusion
+    from ferkit.render.confusion import plot_confusion
 
     buffer = io.BytesIO()
     plot_confusion(buffer, np.asarray(counts), labels, title=title)
@@ -33,7 +18,7 @@ def confusion_png(counts, labels, title: str = "") -> bytes:
 
 
 def curves_png(history: list[dict], title: str = "") -> bytes:
-    from ferkit.train.callbacks import plot_curves
+    from ferkit.render.curves import plot_curves
 
     buffer = io.BytesIO()
     plot_curves(buffer, history, title=title)
@@ -42,7 +27,7 @@ def curves_png(history: list[dict], title: str = "") -> bytes:
 
 def image_rows_png(rows: list[tuple[str, list[np.ndarray], list[str]]], columns: int, cell: float = 1.1) -> bytes:
     """A grid of gray crops: each row is (row title, images, per-image captions)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), columns + 1, figsize=(cell * (columns + 1) + 1.2, cell * len(rows) + 0.2),
                              squeeze=False, gridspec_kw={"width_ratios": [2.2] + [1] * columns})
     for r, (title, images, captions) in enumerate(rows):
@@ -53,11 +38,11 @@ def image_rows_png(rows: list[tuple[str, list[np.ndarray], list[str]]], columns:
             axes[r, c + 1].imshow(image, cmap="gray", vmin=0, vmax=255)
             axes[r, c + 1].set_title(caption, fontsize=7, pad=2)
     fig.tight_layout(pad=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _grid(count: int, per_row: int = 3):
-    plt = _plt()
+    plt = pyplot()
     rows = (count + per_row - 1) // per_row
     fig, axes = plt.subplots(rows, per_row, figsize=(4.2 * per_row, 3.0 * rows), squeeze=False)
     for ax in axes.flat[count:]:
@@ -87,24 +72,17 @@ def curves_grid_png(perturbations, series: dict[str, dict[str, list[float]]], ti
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig, dpi=80)
+    return png_bytes(fig, dpi=80)
 
 
-def perturbation_examples_png(face: np.ndarray, perturbations, seed: int = 0) -> bytes:
-    """What each perturbation does to one face, at every level."""
-    from ferkit.evaluate.robustness import perturb
-
-    columns = max(len(p.levels) for p in perturbations)
-    rows = []
-    for p in perturbations:
-        images = [perturb(face[None], p.name, level, seed)[0] for level in p.levels]
-        rows.append((p.title, images, [p.tick(v) for v in p.levels]))
-    return image_rows_png(rows, columns, cell=0.9)
+def perturbation_examples_png(rows: list[tuple[str, list[np.ndarray], list[str]]]) -> bytes:
+    """What each perturbation does to one face, at every level: rows of (title, images, level captions)."""
+    return image_rows_png(rows, max(len(images) for _, images, _ in rows), cell=0.9)
 
 
 def reliability_png(panels: list[tuple[str, dict, float]]) -> bytes:
     """Reliability diagrams side by side: (title, reliability_bins table, ECE) per panel."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
     for ax, (title, table, ece) in zip(axes[0], panels):
         edges = table["edges"]
@@ -125,14 +103,14 @@ def reliability_png(panels: list[tuple[str, dict, float]]) -> bytes:
         ax.set_title(f"{title}\nECE {ece:.4f}", fontsize=10)
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def saliency_png(rows: list[tuple[str, list[tuple[np.ndarray, np.ndarray, str]]]], columns: int,
                  split_at: int | None = None) -> bytes:
     """Grad-CAM overlays: each row is (row title, [(crop, map, caption, column), ...]); captions starting with ✓
     are green, others red; split_at names the first column of the "wrong" group."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), columns + 1, figsize=(1.15 * (columns + 1) + 1.0, 1.25 * len(rows) + 0.3),
                              squeeze=False, gridspec_kw={"width_ratios": [1.6] + [1] * columns})
     for r, (title, cells) in enumerate(rows):
@@ -147,4 +125,4 @@ def saliency_png(rows: list[tuple[str, list[tuple[np.ndarray, np.ndarray, str]]]
     if split_at is not None and rows:
         fig.suptitle(f"left: {split_at} most confident correct (✓) · right: most confident wrong (✗)", fontsize=9)
     fig.tight_layout(pad=0.3)
-    return _png(fig, dpi=80)
+    return png_bytes(fig, dpi=80)

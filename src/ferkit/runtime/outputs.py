@@ -1,4 +1,4 @@
-"""Writing face records: JSON (the DESIGN.md schema) and CSV (one row per face, one column per label)."""
+"""Writing face records (ferkit.records): JSON, and CSV with one row per face and one column per label."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-BASE_COLUMNS = ["source", "frame", "time_s", "track", "x", "y", "w", "h", "emotion", "score"]
+from ferkit.records import TABLE_COLUMNS, table_row
 
 
 def write_json(records, path) -> Path:
@@ -16,30 +16,20 @@ def write_json(records, path) -> Path:
     return path
 
 
-def csv_rows(records, labels):
-    for r in records:
-        x, y, w, h = r["box"]
-        row = {"source": r.get("source"), "frame": r.get("frame"), "time_s": r.get("time_s"),
-               "track": r.get("track"), "x": x, "y": y, "w": w, "h": h, "emotion": r["emotion"],
-               "score": r["score"]}
-        row.update({label: r["probabilities"].get(label) for label in labels})
-        yield {k: ("" if v is None else v) for k, v in row.items()}
-
-
 class CsvWriter:
-    """Streams records to CSV (for long videos); columns: BASE_COLUMNS then one per label."""
+    """Streams records to CSV (for long videos); columns: TABLE_COLUMNS then one per label."""
 
     def __init__(self, path, labels):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.labels = list(labels)
         self.handle = open(self.path, "w", newline="")
-        self.writer = csv.DictWriter(self.handle, fieldnames=BASE_COLUMNS + self.labels)
+        self.writer = csv.DictWriter(self.handle, fieldnames=[*TABLE_COLUMNS, *self.labels])
         self.writer.writeheader()
 
     def write(self, records):
-        for row in csv_rows(records, self.labels):
-            self.writer.writerow(row)
+        for record in records:
+            self.writer.writerow(table_row(record, self.labels))
 
     def close(self):
         self.handle.close()

@@ -8,17 +8,8 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.media.images import read_image
+from ferkit.records import face_record
 from ferkit.vision.crop import face_crop
-
-
-def face_record(source: str, box, probabilities: np.ndarray, labels, frame=None) -> dict:
-    """One face, in the record schema of DESIGN.md."""
-    best = int(np.argmax(probabilities))
-    return {
-        "source": source, "frame": frame, "box": [int(v) for v in box], "emotion": labels[best],
-        "score": round(float(probabilities[best]), 6),
-        "probabilities": {label: round(float(p), 6) for label, p in zip(labels, probabilities)},
-    }
 
 
 def predict_crop_files(paths, classifier, tta=None, batch_size: int = 256):

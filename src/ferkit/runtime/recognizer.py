@@ -5,8 +5,8 @@
     faces = recognizer.predict("photo.jpg")         # or a BGR / gray uint8 array (rgb=True for RGB arrays)
     faces[0]["emotion"], faces[0]["score"], faces[0]["box"], faces[0]["probabilities"]
 
-Each face is a dict in the record schema of DESIGN.md: source, frame, box [x, y, w, h], emotion, score,
-probabilities {label: p}. All faces of an image (or of a batch of images) are classified in one call.
+Each face is a record (ferkit.records): source, frame, box [x, y, w, h], emotion, score, probabilities
+{label: p}. All faces of an image (or of a batch of images) are classified in one call.
 """
 
 from __future__ import annotations
@@ -15,27 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.classifier.protocol import load_classifier
 from ferkit.errors import FerkitError
-from ferkit.runtime.crops import face_record
+from ferkit.records import face_record
 from ferkit.vision.align import align_faces, check_preprocess
 from ferkit.vision.detect import DEFAULT_DETECTOR, create_detector
-
-
-def load_classifier(model="default", backend: str = "onnx", threads: int | None = None):
-    """A classifier with predict_proba / labels / tta: ONNX Runtime (default) or PyTorch."""
-    if not isinstance(model, (str, Path)):
-        return model  # already a classifier
-    if backend == "onnx":
-        from ferkit.runtime.session import OnnxClassifier
-
-        return OnnxClassifier.load(model, threads=threads)
-    if backend == "torch":
-        if Path(str(model)).suffix.lower() == ".onnx":
-            raise FerkitError("an .onnx model runs only with the onnx backend")
-        from ferkit.runtime.models import TorchClassifier
-
-        return TorchClassifier.load(model)
-    raise FerkitError(f"unknown backend {backend!r}; choose onnx or torch")
 
 
 class Recognizer:

@@ -8,16 +8,9 @@ import time
 from pathlib import Path
 
 from ferkit.media.video import VideoReader, VideoWriter
+from ferkit.records import smoothed_record
 from ferkit.runtime.outputs import CsvWriter, write_json
 from ferkit.runtime.tracking import IouTracker
-
-
-def smoothed_record(record: dict, track_id: int, probs, labels, time_s: float | None) -> dict:
-    best = int(probs.argmax())
-    return {**record, "track": track_id, "time_s": None if time_s is None else round(time_s, 3),
-            "emotion": labels[best], "score": round(float(probs[best]), 6),
-            "probabilities": {k: round(float(v), 6) for k, v in zip(labels, probs)},
-            "raw_emotion": record["emotion"]}
 
 
 def process_video(recognizer, source, out_video=None, csv_path=None, timeline_path=None, summary_path=None,

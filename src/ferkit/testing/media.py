@@ -1,4 +1,4 @@
-"""Real media for the recognition tests: scikit-image photos, multi-face frames tiled from real faces, short videos
+"""Real media for tests and benchmarks: scikit-image photos, multi-face frames tiled from real faces, short videos
 written from real frames, and a small untrained-but-real checkpoint (so export and runtime tests need no training).
 """
 
@@ -10,8 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferkit.labels import EMOTIONS
-from ferkit.runtime.models import WEIGHTS_DIR
+from ferkit.classifier.shipped import WEIGHTS_DIR
 
 DEFAULT_MODEL = WEIGHTS_DIR / "default.pt"
 NO_DEFAULT = f"the shipped default model {DEFAULT_MODEL} is not there yet (it is added when its training ends)"
@@ -107,13 +106,10 @@ def make_checkpoint(path: Path, arch: str = "simple_cnn", seed: int = 0, tta=())
     """A real ferkit checkpoint of an untrained model (weights from a fixed seed)."""
     import torch
 
+    from ferkit.classifier.checkpoint import Checkpoint, ModelInfo, save_checkpoint
     from ferkit.models import count_parameters, create_model
-    from ferkit.train.checkpoint import save_checkpoint
-    from ferkit.vision.crop import PREPROCESS
 
     torch.manual_seed(seed)
     model = create_model(arch).eval()
-    save_checkpoint(path, {"arch": arch, "arch_kwargs": {}, "labels": list(EMOTIONS), "preprocess": dict(PREPROCESS),
-                           "config": {}, "parameters": count_parameters(model), "tta": list(tta),
-                           "model_state": model.state_dict(), "epoch": 0, "metrics": {}})
-    return path
+    info = ModelInfo(arch=arch, tta=list(tta), parameters=count_parameters(model))
+    return save_checkpoint(path, Checkpoint(info, model.state_dict()))

@@ -1,4 +1,5 @@
-"""What a run writes as it goes: history.csv, curves.png, optional TensorBoard scalars."""
+"""What a run writes as it goes besides checkpoints: history.csv, optional TensorBoard scalars (curves.png:
+ferkit.render.curves)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import csv
 from pathlib import Path
 
 HISTORY_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "seconds",
-                  "img_per_s", "steps", "val_acc_raw", "train_side"]
-# val_acc_raw: the raw weights' accuracy when ema is on; train_side: the input side(s) of progressive resizing
+                  "img_per_s", "steps", "val_acc_raw", "swa_snapshots", "train_side"]
+# val_acc_raw: the raw weights' accuracy beside an average (ema, swa); swa_snapshots: epochs in the swa average;
+# train_side: the input side(s) of progressive resizing
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -16,31 +18,6 @@ def write_history(path: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(handle, names, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-
-
-def plot_curves(path: Path, history: list[dict], title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
-        ax.plot(epochs, [row[f"train_{key}"] for row in history], label="train", marker=".")
-        ax.plot(epochs, [row[f"val_{key}"] for row in history], label="PublicTest", marker=".")
-        if key == "acc" and "val_acc_raw" in history[0]:
-            ax.plot(epochs, [row["val_acc_raw"] for row in history], label="PublicTest, raw weights",
-                    linestyle="--", alpha=0.7)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 class TensorBoardLogger:
@@ -62,3 +39,19 @@ class TensorBoardLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def epoch_line(row: dict, config, scored: bool, improved: bool, note: str, eta: str) -> str:
+    """The one line a run logs after each epoch."""
+    if scored:
+        text = (f"{config.val_split} loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} "
+                f"macro-F1 {row['val_macro_f1']:.4f}{' *' if improved else ''}")
+        if "val_acc_raw" in row:
+            text += f" (raw weights {row['val_acc_raw']:.4f})"
+        text += note
+    else:
+        text = f"{config.val_split} not scored before {config.validate_from:g} of the run"
+    if "train_side" in row:
+        text += f" | trained at {row['train_side']} px"
+    return (f"epoch {row['epoch']}/{config.epochs}  loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | {text} | "
+            f"{row['seconds']:.0f}s {row['img_per_s']:.0f} img/s | ETA {eta}")

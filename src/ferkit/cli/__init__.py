@@ -1,0 +1,46 @@
+"""The `ferkit` command. Each module adds its subcommands: training (train, augment, soup), evaluation (evaluate,
+report, calibrate), recognition (predict, serve) and model_tools (models, export, ensemble).
+
+Every subcommand turns a FerkitError (bad input, missing file, ...) into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ferkit.cli import evaluation, model_tools, recognition, training
+from ferkit.errors import FerkitError
+from ferkit.version import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition: train, evaluate, "
+                                     "recognise.")
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    model_tools.add_models(sub)
+    training.add_train(sub)
+    evaluation.add_evaluate(sub)
+    recognition.add_predict(sub)
+    model_tools.add_export(sub)
+    model_tools.add_ensemble(sub)
+    training.add_soup(sub)
+    training.add_augment(sub)
+    evaluation.add_report(sub)
+    evaluation.add_calibrate(sub)
+    recognition.add_serve(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except FerkitError as exc:
+        print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ferkit {args.command}: interrupted", file=sys.stderr)
+        return 130

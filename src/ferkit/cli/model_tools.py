@@ -1,0 +1,70 @@
+"""Subcommands about trained models: `ferkit models`, `ferkit export` (ONNX) and `ferkit ensemble`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ferkit.cli.arguments import tta_argument
+
+
+def add_models(sub) -> None:
+    p = sub.add_parser("models", help="list registered architectures and shipped models")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args) -> int:
+    from ferkit.classifier.checkpoint import load_checkpoint
+    from ferkit.classifier.shipped import shipped_models
+    from ferkit.models import count_parameters, create_model, list_models
+
+    print(f"{'architecture':<16}{'parameters':>14}{'with BN stats':>16}")
+    for name in list_models():
+        model = create_model(name)
+        print(f"{name:<16}{count_parameters(model):>14,}{count_parameters(model, keras_style=True):>16,}")
+    print()
+    print(f"{'shipped model':<16}{'architecture':<16}{'parameters':>12}  {'labels':<8}{'TTA':<12}PublicTest")
+    for name, path in shipped_models().items():
+        info = load_checkpoint(path).info
+        print(f"{name:<16}{info.arch:<16}{info.parameters:>12,}  {len(info.labels):<8}"
+              f"{','.join(info.tta) or '-':<12}{info.metrics.get('val_acc', float('nan')):.4f}")
+    return 0
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX (verified against PyTorch)",
+                       description="Write the model as ONNX: float32 N×1×48×48 normalised crops in, probabilities "
+                                   "out; labels, TTA and preprocessing in the metadata. Fails if ONNX Runtime's "
+                                   "outputs differ from PyTorch's by more than 1e-4.")
+    p.add_argument("--model", default="default", help="shipped model name, run folder or checkpoint file")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from ferkit.classifier.export import export_onnx
+
+    path = export_onnx(args.model, args.out, opset=args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); outputs match PyTorch within 1e-4")
+    return 0
+
+
+def add_ensemble(sub) -> None:
+    p = sub.add_parser("ensemble", help="combine trained models into one (mean of their probabilities)",
+                       description="Write one checkpoint that averages the members' probabilities, each member at "
+                                   "its own calibration temperature. It works wherever a checkpoint does: evaluate, "
+                                   "predict, calibrate, export, serve, and as a distillation teacher.")
+    p.add_argument("members", nargs="+", help="shipped model names, run folders or checkpoint files (two or more)")
+    p.add_argument("--out", required=True, help="the checkpoint to write")
+    p.add_argument("--tta", type=tta_argument, help="the ensemble's TTA (default: the members' own, if they agree)")
+    p.set_defaults(func=cmd_ensemble)
+
+
+def cmd_ensemble(args) -> int:
+    from ferkit.classifier.ensemble_checkpoint import save_ensemble
+
+    info = save_ensemble(args.members, args.out, tta=args.tta).info
+    out = Path(args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): {len(info.members)} members, "
+          f"{info.parameters:,} parameters, TTA {','.join(info.tta) or 'none'}")
+    return 0

@@ -1,0 +1,56 @@
+"""What a run learns from: its training and validation splits, the soft targets, the class weights, the loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ferkit.data import FaceSet
+from ferkit.errors import FerkitError
+
+
+def split_data(faces: FaceSet, config) -> tuple[FaceSet, FaceSet]:
+    """Training and validation sets; a folder without split folders gets a seeded 10% validation split."""
+    if faces.usage is not None:
+        train, val = faces.split(config.train_split), faces.split(config.val_split)
+    else:
+        order = np.random.default_rng(config.seed).permutation(len(faces))
+        cut = max(1, len(faces) // 10)
+        train, val = faces.subset(np.sort(order[cut:])), faces.subset(np.sort(order[:cut]))
+    if config.subset:
+        train = train.subset(np.arange(min(config.subset, len(train))))
+    if config.val_subset:
+        val = val.subset(np.arange(min(config.val_subset, len(val))))
+    if len(train) == 0 or len(val) == 0:
+        raise FerkitError(f"empty split: {len(train)} training and {len(val)} validation images")
+    return train, val
+
+
+def soft_targets(faces: FaceSet, use_votes: bool) -> torch.Tensor:
+    """N×classes targets: the FER+ vote distributions, or one-hot labels."""
+    if use_votes:
+        if faces.votes is None:
+            raise FerkitError("soft_labels needs vote distributions (labels: ferplus)")
+        return torch.from_numpy(faces.votes).float()
+    return F.one_hot(torch.from_numpy(faces.labels), faces.num_classes).float()
+
+
+def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tensor | None:
+    """Per-class loss weights: none, balanced (inverse frequency) or sqrt (its square root), mean 1."""
+    if mode == "none":
+        return None
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
+    weights = counts.sum() / (num_classes * np.maximum(counts, 1))
+    if mode == "sqrt":
+        weights = np.sqrt(weights)
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy against soft targets; with class weights, each sample weighs its target's class weight."""
+    per_sample = -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    if weights is None:
+        return per_sample.mean()
+    w = (targets * weights).sum(dim=1)
+    return (per_sample * w).sum() / w.sum()
