@@ -7,6 +7,8 @@ shipped default model skips until it is there."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import os
 import struct
 import tempfile
 import time
@@ -67,13 +69,19 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(tiny_model):
+def scratch_root(tmp_path_factory) -> Path:
+    """Where the test app's temporary video folder goes (the system's temporary directory in real use)."""
+    return tmp_path_factory.mktemp("scratch")
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model, scratch_root):
     from fastapi.testclient import TestClient
 
     from ferkit.web.app import create_app
 
     app = create_app(model=str(tiny_model), workers=2, threads=1, max_upload_mb=LIMIT_MB, max_pixels=1_000_000,
-                     max_video_frames=20)
+                     max_video_frames=20, scratch_root=scratch_root)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -253,9 +261,8 @@ def _wait_for_job(client, job_id, timeout=60.0):
     raise AssertionError(f"video job {job_id} did not finish in {timeout} s")
 
 
-def test_video_job_gives_annotated_webm_timeline_and_tracks(client, tmp_path):
+def test_video_job_gives_annotated_webm_timeline_and_tracks(client, tmp_path, scratch_root):
     clip = write_video(tmp_path / "clip.mp4", video_frames(12))
-    before = set(Path(tempfile.gettempdir()).glob("ferkit-web-*"))
     response = client.post("/api/v1/video", files={"file": ("clip.mp4", clip.read_bytes(), "video/mp4")})
     assert response.status_code == 202, response.text
     job = _wait_for_job(client, response.json()["id"])
@@ -268,8 +275,11 @@ def test_video_job_gives_annotated_webm_timeline_and_tracks(client, tmp_path):
     assert video.content[:4] == b"\x1a\x45\xdf\xa3"  # EBML: a WebM file
     timeline = client.get(job["timeline_url"])
     assert timeline.status_code == 200 and timeline.content.startswith(b"\x89PNG")
-    leftovers = set(Path(tempfile.gettempdir()).glob("ferkit-web-*")) - before
-    assert not leftovers, "the video's temporary folder was not removed"
+    # the results stay on disk (not in memory) in the server's own folder, which names its owner; the upload is gone
+    folder = client.app.state.scratch.path
+    assert folder.parent == scratch_root and folder.name.startswith("ferkit-web-")
+    assert int((folder / "owner").read_text().split()[0]) == os.getpid()
+    assert sorted(p.name for p in (folder / job["id"]).iterdir()) == ["annotated.webm", "timeline.png"]
 
 
 def test_video_limit_corrupt_file_and_image_given_as_video(client, tmp_path):
@@ -322,3 +332,553 @@ def test_fifty_concurrent_uploads_are_all_answered(tiny_model):
         assert elapsed < 45, f"50 concurrent uploads took {elapsed:.1f} s"
         health = httpx.get(url + "/healthz", timeout=10).json()
         assert health["status"] == "ok" and health["pending"] == 0
+
+
+# ---------------------------------------------------------------------------------------------- memory bounds
+
+
+def _status_mb(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's VmHWM (Linux: write 5 to clear_refs); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _status_mb("VmHWM") <= _status_mb("VmRSS") + 1
+    except (OSError, KeyError):
+        return False
+
+
+def test_batch_of_large_images_is_decoded_one_at_a_time_in_bounded_memory(tiny_model, tmp_path, monkeypatch):
+    """The issue's attack, smaller: 16 single-colour 3000×3000 PNGs (a few kB each, 27 MB each decoded). Decoded
+    all at once they would take 430 MB; one at a time, the peak grows by a few images' worth at most."""
+    import gc
+    import threading
+    import weakref
+
+    from fastapi.testclient import TestClient
+
+    from ferkit.web import workers
+    from ferkit.web.app import create_app
+
+    side, count = 3000, 16
+    data = png(np.full((side, side, 3), (40, 120, 200), np.uint8))
+    per_image_mb = side * side * 3 / 2**20
+    live, most = [0], [0]
+    lock = threading.Lock()
+    real_decode = workers.decode_image
+
+    def released():
+        with lock:
+            live[0] -= 1
+
+    def counting_decode(*args, **kwargs):
+        image = real_decode(*args, **kwargs)
+        with lock:
+            live[0] += 1
+            most[0] = max(most[0], live[0])
+        weakref.finalize(image, released)
+        return image
+
+    monkeypatch.setattr(workers, "decode_image", counting_decode)
+    app = create_app(model=str(tiny_model), workers=2, threads=1, scratch_root=tmp_path)
+    files = [("files", (f"{i}.png", data, "image/png")) for i in range(count)]
+    with TestClient(app) as http:
+        assert http.post("/api/v1/predict/batch", files=files[:1]).status_code == 200  # warm-up
+        gc.collect()
+        measured = _reset_peak_rss()
+        before = _status_mb("VmRSS")
+        response = http.post("/api/v1/predict/batch", files=files)
+        growth = _status_mb("VmHWM") - before
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["filename"] for r in results] == [f"{i}.png" for i in range(count)]
+    assert all((r["width"], r["height"]) == (side, side) for r in results)
+    assert most[0] == 1 and live[0] == 0, "images of a batch were alive at the same time"
+    assert app.state.engine.pixels.peak <= side * side
+    if measured:
+        assert growth < 6 * per_image_mb, f"peak memory grew by {growth:.0f} MB for {count} images"
+
+
+def test_annotated_images_of_a_batch_stay_within_a_budget(client, monkeypatch):
+    """A few kB of PNG can become 20 MB of annotated JPEG: past the budget the rest of the batch comes without."""
+    from ferkit.web.workers import Engine
+
+    monkeypatch.setattr(Engine, "annotated_budget", property(lambda self: 150_000))
+    noise = png(np.random.default_rng(2).integers(0, 255, (300, 300, 3), dtype=np.uint8))
+    files = [("files", (f"{i}.png", noise, "image/png")) for i in range(4)]
+    results = client.post("/api/v1/predict/batch", files=files, params={"annotate": "true"}).json()["results"]
+    assert [r["filename"] for r in results] == [f"{i}.png" for i in range(4)]
+    assert results[0]["annotated"].startswith("data:image/jpeg;base64,")  # the first one always
+    kept = [r for r in results if "annotated" in r]
+    assert sum(len(r["annotated"]) for r in kept) <= 150_000 or len(kept) == 1
+    assert all("send fewer files" in r["annotated_omitted"] for r in results if "annotated" not in r)
+    assert len(kept) < 4
+
+
+def test_decoded_pixel_budget_is_shared_by_the_inference_threads():
+    import threading
+
+    from ferkit.web.limits import PixelBudget
+
+    budget = PixelBudget(100)
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def work(pixels):
+        with budget.hold(pixels):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=work, args=(70,)) for _ in range(4)]  # two never fit together
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert most[0] == 1 and budget.used == 0 and budget.peak == 70
+    with budget.hold(10**9):  # an image larger than the budget still goes through, alone
+        assert budget.used == 100
+
+
+def _asgi_scope(path: str, length: int, method: str = "POST", headers=()) -> dict:
+    raw = [(b"host", b"testserver"), (b"content-type", b"multipart/form-data; boundary=x"),
+           (b"content-length", str(length).encode()), *headers]
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": raw,
+            "server": ("testserver", 80), "client": ("127.0.0.1", 50000)}
+
+
+def _call(app, scope, receive):
+    """(the messages the app sends, a coroutine function that runs the request)."""
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def run():
+        await app(scope, receive, send)
+
+    return sent, run
+
+
+def test_uploads_over_the_memory_budget_get_503_before_their_body_is_read(tiny_model, tmp_path):
+    """One upload of 1 MB is being received; a second one would take the bodies held over the 1.5 MB budget, so it
+    is answered 503 with Retry-After without a byte of its body read. Once the first ends, uploads are taken again."""
+    import asyncio
+
+    from ferkit.web.app import create_app
+
+    app = create_app(model=str(tiny_model), max_upload_mb=1, upload_memory_mb=1.5, preload=False,
+                     scratch_root=tmp_path)
+    reads = {"first": 0, "second": 0, "third": 0}
+
+    async def scenario():
+        gate = asyncio.Event()
+
+        async def slow_receive():
+            reads["first"] += 1
+            await gate.wait()
+            return {"type": "http.disconnect"}
+
+        def counting_receive(key):
+            async def receive():
+                reads[key] += 1
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return receive
+
+        first_sent, first = _call(app, _asgi_scope("/api/v1/predict", 1_000_000), slow_receive)
+        task = asyncio.create_task(first())
+        while not reads["first"]:
+            await asyncio.sleep(0.01)
+        second_sent, second = _call(app, _asgi_scope("/api/v1/predict", 1_000_000), counting_receive("second"))
+        await second()
+        gate.set()
+        await task
+        third_sent, third = _call(app, _asgi_scope("/api/v1/predict", 1_000_000), counting_receive("third"))
+        await third()
+        return first_sent, second_sent, third_sent
+
+    first_sent, second_sent, third_sent = asyncio.run(scenario())
+    start = second_sent[0]
+    assert start["status"] == 503 and (b"retry-after", b"2") in start["headers"]
+    assert json.loads(second_sent[1]["body"])["error"] == "busy"
+    assert reads["second"] == 0, "the refused upload's body was read"
+    assert first_sent[0]["status"] == 400  # the first client went away: answered, and its budget returned
+    assert third_sent[0]["status"] == 422 and reads["third"] >= 1  # taken, read, and found to hold no file
+
+
+def test_video_over_the_job_limit_is_refused_before_its_body_is_read(client):
+    import asyncio
+
+    reads = [0]
+
+    async def receive():
+        reads[0] += 1
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    settings = client.app.state.settings
+    settings.max_video_jobs, saved = 0, settings.max_video_jobs
+    try:
+        sent, run = _call(client.app, _asgi_scope("/api/v1/video", 500_000), receive)
+        asyncio.run(run())
+    finally:
+        settings.max_video_jobs = saved
+    assert sent[0]["status"] == 503 and (b"retry-after", b"5") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"] == "busy" and reads[0] == 0
+
+
+def test_an_upload_that_stops_arriving_is_abandoned_with_408():
+    import asyncio
+
+    from starlette.requests import Request
+
+    from ferkit.web.uploads import read_uploads
+    from ferkit.web.workers import ApiError, Settings
+
+    async def stalled():
+        await asyncio.sleep(30)
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    request = Request(_asgi_scope("/api/v1/predict", 1000), stalled)
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(read_uploads(request, Settings(upload_timeout_s=0.2), max_files=1))
+    assert caught.value.status == 408 and caught.value.code == "upload_timeout"
+
+
+# ---------------------------------------------------------------------------------------------- other pages, hosts
+
+
+def test_a_post_from_another_origin_is_refused_and_the_own_origin_and_curl_work(client):
+    photo = {"file": ("a.jpg", jpeg(astronaut()), "image/jpeg")}
+    for origin in ("http://evil.example", "null", "http://testserver.evil.example", "https://testserver"):
+        refused = client.post("/api/v1/predict", files=photo, headers={"Origin": origin})
+        assert refused.status_code == 403, origin
+        assert refused.json()["error"] == "forbidden_origin" and "--allow-origin" in refused.json()["detail"]
+    assert client.get("/api/v1/models", headers={"Origin": "http://evil.example"}).status_code == 403
+    assert client.post("/api/v1/predict", files=photo, headers={"Origin": "http://testserver"}).status_code == 200
+    assert client.post("/api/v1/predict", files=photo).status_code == 200  # no Origin: curl, scripts
+
+
+def test_a_foreign_host_header_is_refused(client):
+    for host in ("evil.example", "evil.example:80", "testserver:8080", "test server", "a@testserver"):
+        response = client.get("/healthz", headers={"Host": host})
+        assert response.status_code == 400, host
+        assert response.json()["error"] == "bad_host"
+    assert client.get("/healthz", headers={"Host": "testserver"}).status_code == 200
+
+
+def _guard(**settings):
+    from ferkit.web.guard import Guard
+    from ferkit.web.limits import UploadBudget
+    from ferkit.web.workers import Settings
+
+    return Guard(None, Settings(**settings), UploadBudget(1 << 20))
+
+
+@pytest.mark.parametrize("bound, host, ok", [
+    ("127.0.0.1", "127.0.0.1:8000", True), ("127.0.0.1", "localhost:8000", True), ("127.0.0.1", "[::1]:8000", True),
+    ("127.0.0.1", "LOCALHOST:8000", True), ("127.0.0.1", "localhost:9000", False), ("127.0.0.1", "localhost", False),
+    ("127.0.0.1", "evil.example:8000", False), ("127.0.0.1", "192.168.1.5:8000", False),
+    ("localhost", "127.0.0.1:8000", True), ("192.168.1.5", "192.168.1.5:8000", True),
+    ("192.168.1.5", "127.0.0.1:8000", False), ("192.168.1.5", "evil.example:8000", False),
+    ("0.0.0.0", "192.168.1.5:8000", True), ("0.0.0.0", "[fe80::1]:8000", True), ("0.0.0.0", "localhost:8000", True),
+    ("0.0.0.0", "evil.example:8000", False), ("::", "evil.example", False),
+])
+def test_host_check_by_bound_address(bound, host, ok):
+    scope = {"scheme": "http", "server": ("127.0.0.1" if bound == "0.0.0.0" else bound, 8000)}
+    assert (_guard(host=bound).check_host(scope, host) is None) == ok
+
+
+def test_allowed_host_and_allow_origin_flags():
+    scope = {"scheme": "http", "server": ("127.0.0.1", 8000)}
+    guard = _guard(host="0.0.0.0", allowed_hosts=("ferkit.example.org",), allow_origins=("http://localhost:3000",))
+    assert guard.check_host(scope, "ferkit.example.org") is None
+    assert guard.check_host(scope, "other.example.org")[0] == 400
+    assert guard.check_origin(scope, {"host": "ferkit.example.org", "origin": "http://ferkit.example.org"}) is None
+    assert guard.check_origin(scope, {"host": "127.0.0.1:8000", "origin": "http://localhost:3000"}) is None
+    assert guard.check_origin(scope, {"host": "127.0.0.1:8000", "origin": "http://localhost:3001"})[0] == 403
+    loopback = _guard(host="127.0.0.1")
+    assert loopback.check_origin(scope, {"host": "127.0.0.1:8000", "origin": "http://localhost:8000"}) is None
+    assert loopback.check_origin(scope, {"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8000"}) is None
+    assert _guard(allowed_hosts=("*",)).check_host(scope, "anything.example") is None
+
+
+def test_serve_rejects_a_malformed_allow_origin(capsys):
+    assert main(["serve", "--allow-origin", "evil.example", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-origin" in err and "Traceback" not in err
+
+
+def test_security_headers_on_every_response(client):
+    responses = {"page": client.get("/"), "script": client.get("/static/app.js"), "api": client.get("/api/v1/models"),
+                 "404": client.get("/nope"), "403": client.get("/healthz", headers={"Origin": "http://evil.example"}),
+                 "400": client.get("/healthz", headers={"Host": "evil.example"}), "docs": client.get("/docs")}
+    for what, response in responses.items():
+        headers = response.headers
+        assert headers["x-frame-options"] == "DENY", what
+        assert headers["x-content-type-options"] == "nosniff", what
+        assert headers["referrer-policy"] == "no-referrer", what
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], what
+    page_csp = responses["page"].headers["content-security-policy"]
+    assert "script-src 'self';" in page_csp and "unsafe-inline" not in page_csp
+    assert "img-src 'self' data: blob:" in page_csp and "media-src 'self' data: blob:" in page_csp
+    assert "https://cdn.jsdelivr.net" in responses["docs"].headers["content-security-policy"]
+    assert "onsubmit=" not in responses["page"].text and "<script>" not in responses["page"].text
+
+
+# ---------------------------------------------------------------------------------------------- hostile requests
+
+
+def _multipart(parts, boundary="b") -> dict:
+    """A hand-built multipart body: parts are (field, filename or None, bytes)."""
+    body = b""
+    for field, filename, data in parts:
+        disposition = f'form-data; name="{field}"' + (f'; filename="{filename}"' if filename is not None else "")
+        body += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    return dict(content=body + f"--{boundary}--\r\n".encode(),
+                headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+
+
+def _hostile_requests():
+    """name → (method, path, request keyword arguments, expected status, expected error code or None for 2xx)."""
+    good, tiny = jpeg(astronaut()), jpeg(np.full((32, 32, 3), 90, np.uint8))
+    photo = {"files": {"file": ("a.jpg", good, "image/jpeg")}}
+    long_name = "x" * 4000 + ".jpg"
+    return {
+        "GET on an upload route": ("GET", "/api/v1/predict", {}, 405, "method_not_allowed"),
+        "PUT on the batch route": ("PUT", "/api/v1/predict/batch", photo, 405, "method_not_allowed"),
+        "DELETE the page": ("DELETE", "/", {}, 405, "method_not_allowed"),
+        "unknown path": ("GET", "/api/v2/predict", {}, 404, "not_found"),
+        "path traversal into static": ("GET", "/static/../../../etc/passwd", {}, 404, "not_found"),
+        "encoded traversal into static": ("GET", "/static/%2e%2e/%2e%2e/etc/passwd", {}, 404, "not_found"),
+        "annotate=maybe": ("POST", "/api/v1/predict", {**photo, "params": {"annotate": "maybe"}}, 422,
+                           "bad_parameter"),
+        "model=../../etc/passwd": ("POST", "/api/v1/predict", {**photo, "params": {"model": "../../etc/passwd"}},
+                                   422, "unknown_model"),
+        "model with a NUL byte": ("POST", "/api/v1/predict", {**photo, "params": {"model": "default\x00"}}, 422,
+                                  "unknown_model"),
+        "detector=../x": ("POST", "/api/v1/predict", {**photo, "params": {"detector": "../x"}}, 422,
+                          "unknown_detector"),
+        "10 kB query value": ("POST", "/api/v1/predict", {**photo, "params": {"model": "m" * 10_000}}, 422,
+                              "unknown_model"),
+        "4000-character file name": ("POST", "/api/v1/predict", {"files": {"file": (long_name, tiny, "image/jpeg")}},
+                                     200, None),
+        "20000-character file name": ("POST", "/api/v1/predict", _multipart([("file", "y" * 20_000, tiny)]), 422,
+                                      "bad_form"),
+        "unicode file name": ("POST", "/api/v1/predict", {"files": {"file": ("фото 😀 $x$.jpg", tiny, "image/jpeg")}},
+                              200, None),
+        "file name with a path and NUL": ("POST", "/api/v1/predict", _multipart([("file", "../../a\x00.jpg", tiny)]),
+                                          200, None),
+        "text sent as image/png": ("POST", "/api/v1/predict", {"files": {"file": ("a.png", b"hi there", "image/png")}},
+                                   415, "not_an_image"),
+        "raw JPEG body, no multipart": ("POST", "/api/v1/predict",
+                                        {"content": good, "headers": {"content-type": "image/jpeg"}}, 415,
+                                        "not_multipart"),
+        "no content type": ("POST", "/api/v1/predict", {"content": good}, 415, "not_multipart"),
+        "multipart without a boundary": ("POST", "/api/v1/predict",
+                                         {"content": good, "headers": {"content-type": "multipart/form-data"}},
+                                         422, "bad_form"),
+        "empty multipart body": ("POST", "/api/v1/predict",
+                                 {"content": b"", "headers": {"content-type": "multipart/form-data; boundary=b"}},
+                                 422, "no_file"),
+        "empty body, no content type": ("POST", "/api/v1/predict/batch", {"content": b""}, 415, "not_multipart"),
+        "file in the wrong field": ("POST", "/api/v1/predict", _multipart([("photo", "a.jpg", tiny)]), 200, None),
+        "a field, not a file": ("POST", "/api/v1/predict", _multipart([("file", None, tiny)]), 422, "no_file"),
+        "101 form fields": ("POST", "/api/v1/predict", _multipart([(f"f{i}", None, b"x") for i in range(101)]), 422,
+                            "bad_form"),
+        "33 tiny files in a batch": ("POST", "/api/v1/predict/batch",
+                                     _multipart([("files", f"{i}.jpg", b"x") for i in range(33)]), 413,
+                                     "too_many_files"),
+        "batch without files": ("POST", "/api/v1/predict/batch", _multipart([("note", None, b"x")]), 422, "no_file"),
+        "video that is an image": ("POST", "/api/v1/video", {"files": {"file": ("v.mp4", good, "video/mp4")}}, 415,
+                                   "not_a_video"),
+        "empty video": ("POST", "/api/v1/video", {"files": {"file": ("v.mp4", b"", "video/mp4")}}, 422,
+                        "empty_file"),
+        "video without a file": ("POST", "/api/v1/video", _multipart([("note", None, b"x")]), 422, "no_file"),
+        "video status of an unknown job": ("GET", "/api/v1/video/" + "z" * 300, {}, 404, "no_such_job"),
+        "video file of an unknown job": ("GET", "/api/v1/video/nope/video", {}, 404, "no_such_job"),
+        "Origin null": ("POST", "/api/v1/predict", {**photo, "headers": {"Origin": "null"}}, 403, "forbidden_origin"),
+        "8 kB header": ("GET", "/healthz", {"headers": {"X-Junk": "j" * 8192}}, 200, None),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_requests()))
+def test_hostile_requests_get_a_clean_answer(client, case):
+    method, path, kwargs, status, code = _hostile_requests()[case]
+    response = client.request(method, path, **kwargs)
+    assert response.status_code == status, response.text[:500]
+    assert "Traceback" not in response.text and response.headers["content-type"] == "application/json"
+    body = response.json()
+    if code is not None:
+        assert body["error"] == code and isinstance(body["detail"], str) and body["detail"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_truncated_video_and_math_text_file_name(client, tmp_path):
+    clip = write_video(tmp_path / "clip.mp4", video_frames(12)).read_bytes()
+    started = client.post("/api/v1/video", files={"file": ("cut.mp4", clip[: len(clip) // 3], "video/mp4")})
+    assert started.status_code == 202
+    job = _wait_for_job(client, started.json()["id"])
+    assert job["status"] in ("done", "error")
+    if job["status"] == "error":
+        assert job["error_status"] == 422 and "cut.mp4" in job["error"]
+    else:
+        assert job["result"]["frames"] < 12
+    name = r"$\frac{1}{0}$ $x^{{{$ \$.mp4"
+    started = client.post("/api/v1/video", files={"file": (name, clip, "video/mp4")})
+    job = _wait_for_job(client, started.json()["id"])
+    assert job["status"] == "done", job
+    assert client.get(job["timeline_url"]).content.startswith(b"\x89PNG")
+    download = client.get(job["video_url"])
+    assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+
+
+def test_a_failing_video_job_logs_one_line_and_reports_json(client, tmp_path, monkeypatch, caplog):
+    import ferkit.render.charts
+    import ferkit.runtime.video_recognition
+
+    clip = write_video(tmp_path / "clip.mp4", video_frames(6)).read_bytes()
+    real_chart = ferkit.render.charts.timeline_chart
+
+    def picky_chart(*args, title=None, **kwargs):  # a chart that cannot draw the name: the job still succeeds
+        if "picky" in (title or ""):
+            raise ValueError("cannot draw this title")
+        return real_chart(*args, title=title, **kwargs)
+
+    monkeypatch.setattr(ferkit.render.charts, "timeline_chart", picky_chart)
+    with caplog.at_level("INFO", logger="uvicorn.error"):
+        job = _wait_for_job(client, client.post("/api/v1/video", files={"file": ("picky.mp4", clip)}).json()["id"])
+    assert job["status"] == "done"
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and "picky.mp4" in caplog.records[0].getMessage()
+    caplog.clear()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the codec fell over")
+
+    monkeypatch.setattr(ferkit.runtime.video_recognition, "process_video", broken)
+    with caplog.at_level("INFO", logger="uvicorn.error"):
+        job = _wait_for_job(client, client.post("/api/v1/video", files={"file": ("v.mp4", clip)}).json()["id"])
+    assert job["status"] == "error" and job["error_status"] == 500
+    assert job["error"] == "video processing failed (RuntimeError)"
+    assert len(caplog.records) == 1 and caplog.records[0].levelname == "ERROR"
+    assert "the codec fell over" in caplog.records[0].getMessage() and not caplog.records[0].exc_info
+    response = client.get(f"/api/v1/video/{job['id']}/video")
+    assert response.status_code == 409 and response.json()["error"] == "not_ready"
+    assert not (client.app.state.scratch.path / job["id"]).exists()  # a failed job leaves nothing on disk
+
+
+def test_a_video_that_cannot_be_stored_is_a_json_507(client, tmp_path, monkeypatch):
+    clip = write_video(tmp_path / "clip.mp4", video_frames(6)).read_bytes()
+
+    def disk_full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    response = client.post("/api/v1/video", files={"file": ("v.mp4", clip)})
+    assert response.status_code == 507, response.text
+    assert response.json()["error"] == "not_stored" and "No space left" in response.json()["detail"]
+    monkeypatch.undo()
+    assert client.app.state.videos.active() == 0  # the slot is free again
+    folders = {p.name for p in client.app.state.scratch.folder().iterdir() if p.is_dir()}
+    assert folders <= set(client.app.state.videos.jobs)  # nothing stored for the refused upload
+
+
+def test_a_bug_in_a_route_answers_json_500_and_logs_one_line(client, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(client.app.state.engine, "predict", broken)
+    with caplog.at_level("INFO", logger="uvicorn.error"):
+        response = post_image(client, jpeg(astronaut()))
+    assert response.status_code == 500
+    assert response.json() == {"error": "server_error", "detail": "internal error (KeyError)"}
+    assert len(caplog.records) == 1 and "POST '/api/v1/predict' failed: KeyError" in caplog.records[0].getMessage()
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+# ---------------------------------------------------------------------------------------------- nothing left behind
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_start_up_removes_the_folders_of_servers_that_are_gone(tmp_path, tiny_model):
+    from fastapi.testclient import TestClient
+
+    from ferkit.web.app import create_app
+    from ferkit.web.scratch import LEGACY_AGE_S, process_start
+
+    def folder(name, owner=None, age_s=0.0):
+        path = tmp_path / f"ferkit-web-{name}"
+        (path / "job").mkdir(parents=True)
+        (path / "job" / "annotated.webm").write_bytes(b"x" * 100)
+        if owner is not None:
+            (path / "owner").write_text(owner)
+        stamp = time.time() - age_s
+        os.utime(path, (stamp, stamp))
+        return path
+
+    me = f"{os.getpid()} {process_start(os.getpid()) or ''}"
+    dead = folder("dead", f"{_dead_pid()} 12345")
+    reused = folder("reused", f"{os.getppid()} 1")  # a running PID, but another process's start time: reused
+    live = folder("live", me)
+    legacy_new = folder("legacy-new")  # an older server's folder without an owner file: could be in use
+    legacy_old = folder("legacy-old", age_s=LEGACY_AGE_S + 60)
+    unrelated = tmp_path / "other-folder"
+    unrelated.mkdir()
+    app = create_app(model=str(tiny_model), threads=1, preload=False, scratch_root=tmp_path)
+    with TestClient(app):
+        pass
+    assert not dead.exists() and not legacy_old.exists()
+    if Path("/proc/self/stat").exists():
+        assert not reused.exists()
+    assert live.exists() and legacy_new.exists() and unrelated.exists()
+
+
+def test_sigterm_removes_the_video_folder_and_the_next_start_removes_a_killed_servers(tiny_model, tmp_path):
+    """A server stopped with SIGTERM removes its temporary folder; one killed with SIGKILL cannot, and the next
+    server to start removes it."""
+    import signal
+
+    import httpx
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    clip = write_video(tmp_path / "clip.mp4", video_frames(6)).read_bytes()
+    env = {"TMPDIR": str(temp)}
+
+    def video_job(url):
+        job = httpx.post(url + "/api/v1/video", files={"file": ("clip.mp4", clip)}, timeout=30).json()
+        deadline = time.monotonic() + 60
+        while job["status"] not in ("done", "error") and time.monotonic() < deadline:
+            time.sleep(0.1)
+            job = httpx.get(f"{url}/api/v1/video/{job['id']}", timeout=10).json()
+        assert job["status"] == "done", job
+        folders = list(temp.glob("ferkit-web-*"))
+        assert len(folders) == 1 and int((folders[0] / "owner").read_text().split()[0]) == url.pid
+        return folders[0]
+
+    with running_server(tiny_model, "--threads", 1, env=env) as url:
+        video_job(url)
+    assert not list(temp.glob("ferkit-web-*")), "SIGTERM left the video folder behind"
+
+    with running_server(tiny_model, "--threads", 1, env=env) as url:
+        killed = video_job(url)
+        os.kill(url.pid, signal.SIGKILL)
+    assert killed.exists()
+    with running_server(tiny_model, "--threads", 1, env=env):
+        assert not killed.exists(), "start-up did not remove a killed server's folder"

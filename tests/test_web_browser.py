@@ -112,3 +112,15 @@ def test_video_upload_gives_annotated_video_and_timeline(served, browser, tmp_pa
     assert "/api/v1/video/" in browser.find_element(By.ID, "video-download").get_attribute("href")
     WebDriverWait(browser, 20).until(lambda d: d.execute_script(
         "const v = document.getElementById('video-player'); return v.readyState >= 1 && v.videoWidth === 640;"))
+
+
+def test_page_runs_within_its_content_security_policy(served, browser):
+    """Runs last: the console of every test above (photo, webcam, video) shows no CSP violation."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = served
+    browser.get(url + "/")
+    WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    messages = [entry["message"] for entry in browser.get_log("browser")]
+    assert not [m for m in messages if "Content Security Policy" in m or "Refused to" in m], messages

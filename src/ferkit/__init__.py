@@ -1,5 +1,13 @@
 """ferkit: facial expression recognition, trained on FER2013 / FER+, run offline on CPU."""
 
+import os
+
+# Offline means offline: ONNX Runtime (1.29 and later) records a telemetry event for every process that loads it,
+# in ~/.cache/Microsoft/DeveloperTools, unless this is set before it is imported. Every ferkit module is imported
+# after this package, so setting it here covers every ferkit process; a user's own setting wins.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
+
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
 from ferkit.version import __version__
 

@@ -102,9 +102,21 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     payload = {"format": FORMAT, "info": asdict(checkpoint.info), "model_state": checkpoint.model_state,
                "training": asdict(checkpoint.training) if checkpoint.training is not None else None}
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a full disk, a folder that went away (torch wraps some as RuntimeError)
+        tmp.unlink(missing_ok=True)
+        raise FerkitError(f"{path}: cannot save the checkpoint ({getattr(exc, 'strerror', None) or exc})") from None
     return path
+
+
+def remove_partial_saves(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of saves that a kill interrupted (the checkpoints themselves are whole)."""
+    leftovers = sorted(Path(folder).glob("*.pt.tmp"))
+    for tmp in leftovers:
+        tmp.unlink(missing_ok=True)
+    return leftovers
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -97,9 +97,16 @@ def export_onnx(checkpoint_or_name, out_path: str | Path, opset: int = OPSET, ve
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer chatter about shape checks that are constant for 48×48 input
-            torch.onnx.export(wrapped, (example,), str(tmp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                              opset_version=opset, do_constant_folding=True, dynamo=False)
+            try:
+                torch.onnx.export(wrapped, (example,), str(tmp), input_names=[INPUT_NAME],
+                                  output_names=[OUTPUT_NAME],
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                                  opset_version=opset, do_constant_folding=True, dynamo=False)
+            except OSError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the exporter raises many types for a graph it cannot write
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise FerkitError(f"cannot export {classifier.arch} to ONNX opset {opset}: {first}") from None
         import onnx
 
         proto = onnx.load(str(tmp))

@@ -1,5 +1,5 @@
 """The `ferkit` command. Each module adds its subcommands: training (train, augment, soup), evaluation (evaluate,
-report, calibrate), recognition (predict, serve) and model_tools (models, export, ensemble).
+report, calibrate), recognition (predict, serve) and model_tools (models, export, quantize, ensemble).
 
 Every subcommand turns a FerkitError (bad input, missing file, ...) into one line on stderr and exit code 2.
 """
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_evaluate(sub)
     recognition.add_predict(sub)
     model_tools.add_export(sub)
+    model_tools.add_quantize(sub)
     model_tools.add_ensemble(sub)
     training.add_soup(sub)
     training.add_augment(sub)
@@ -40,6 +41,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except FerkitError as exc:
         print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output folder that cannot be made, a disk that fills up: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ferkit {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ferkit {args.command}: interrupted", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ferkit.cli.arguments import add_skip_bad_rows, note, positive_int
 from ferkit.errors import FerkitError
 from ferkit.train.config import TrainConfig
 
@@ -30,6 +31,7 @@ def add_train(sub) -> None:
     p.add_argument("--schedule", choices=TrainConfig.choices("schedule"))
     p.add_argument("--labels", choices=TrainConfig.choices("labels"))
     p.add_argument("--clean", action="store_true", default=None, help="drop blank images and leaked duplicates")
+    add_skip_bad_rows(p)
     p.add_argument("--subset", type=int, help="use only the first N training images")
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
@@ -54,11 +56,14 @@ def cmd_train(args) -> int:
         flags = {"model": args.model, "data": args.data, "epochs": args.epochs,
                  "time_budget_min": args.time_budget_min, "batch_size": args.batch_size,
                  "lr": args.lr, "optimizer": args.optimizer, "schedule": args.schedule, "labels": args.labels,
-                 "clean": args.clean, "subset": args.subset, "seed": args.seed, "threads": args.threads,
+                 "clean": args.clean, "skip_bad_rows": args.skip_bad_rows, "subset": args.subset, "seed": args.seed,
+                 "threads": args.threads,
                  "device": args.device, "channels_last": args.channels_last, "bf16": args.bf16,
                  "tensorboard": args.tensorboard, "progress": args.progress}
         values = {**config.to_dict(), **{k: v for k, v in flags.items() if v is not None}}
         config = TrainConfig.from_dict(values).override(args.overrides)
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise FerkitError(f"--out {args.out} is a file; a run needs a folder")
         if Path(args.out, "last.pt").exists():
             raise FerkitError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         summary = train(config, args.out)
@@ -73,9 +78,10 @@ def add_augment(sub) -> None:
     p.add_argument("--config", help="YAML training config whose `augment` section to use")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="augmentation overrides, e.g. --set augment.rotation=20")
-    p.add_argument("--count", type=int, default=8, help="number of images (rows)")
-    p.add_argument("--versions", type=int, default=5, help="augmented versions per image")
+    p.add_argument("--count", type=positive_int, default=8, help="number of images (rows, at most 200)")
+    p.add_argument("--versions", type=positive_int, default=5, help="augmented versions per image (at most 20)")
     p.add_argument("--seed", type=int, default=0)
+    add_skip_bad_rows(p)
     p.set_defaults(func=cmd_augment)
 
 
@@ -85,9 +91,15 @@ def cmd_augment(args) -> int:
     from ferkit.data.preview import augmented_versions
     from ferkit.render.image_grid import save_image_grid
 
+    if args.count > 200 or args.versions > 20:
+        raise FerkitError("--count is at most 200 images and --versions at most 20 (a grid to look at, not a data set)")
     config = (TrainConfig.from_yaml(args.config) if args.config else TrainConfig()).override(args.overrides)
-    faces = load_dataset(args.data)
-    tiles = augmented_versions(faces.images[: args.count], AugmentConfig.from_dict(config.augment),
+    try:
+        augment = AugmentConfig.from_dict(config.augment)
+    except (TypeError, ValueError) as exc:
+        raise FerkitError(str(exc)) from None
+    faces = load_dataset(args.data, skip_bad_rows=bool(args.skip_bad_rows), log=note)
+    tiles = augmented_versions(faces.images[: args.count], augment,
                                versions=args.versions, seed=args.seed)
     save_image_grid(args.out, tiles)
     print(f"wrote {args.out}")
@@ -107,13 +119,15 @@ def add_soup(sub) -> None:
     p.add_argument("--bn-recompute", action="store_true",
                    help="also try each soup with BN statistics re-estimated on clean Training faces")
     p.add_argument("--uniform", action="store_true", help="average all members instead of the greedy choice")
+    add_skip_bad_rows(p)
     p.set_defaults(func=cmd_soup)
 
 
 def cmd_soup(args) -> int:
     from ferkit.train.soup import make_soup
 
-    result = make_soup(args.members, args.data, args.out, bn_recompute=args.bn_recompute, uniform=args.uniform)
+    result = make_soup(args.members, args.data, args.out, bn_recompute=args.bn_recompute, uniform=args.uniform,
+                       skip_bad_rows=bool(args.skip_bad_rows))
     print(f"soup of {len(result['members'])} ({' + '.join(result['members'])}"
           f"{', BN re-estimated' if result['bn_recomputed'] else ''}): PublicTest {result['accuracy']:.4f} -> "
           f"{args.out}")

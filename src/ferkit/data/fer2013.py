@@ -6,38 +6,41 @@ import gzip
 import os
 import warnings
 import zlib
-from pathlib import Path
 
 import numpy as np
 
 from ferkit.data import cache
 from ferkit.data.faceset import FaceSet
 from ferkit.errors import FerkitError
+from ferkit.files import check_input_file
 from ferkit.labels import EMOTIONS, USAGES
 
 SIDE = 48
 PIXELS = SIDE * SIDE
 _CACHE_VERSION = "v1"
+MAX_CSV_BYTES = 2 * 2**30  # the real FER2013 csv is 287 MiB (90 MiB gzipped); also the bound once unzipped
+BOM = b"\xef\xbb\xbf"  # what Excel's "CSV UTF-8" puts before the header
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    path = Path(path)
-    if not path.is_file():
-        raise FerkitError(f"{path}: no such file")
+    """A csv's bytes (unzipped for .gz), without a leading UTF-8 byte order mark."""
+    path = check_input_file(path, MAX_CSV_BYTES, "csv file")
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
+                data = handle.read(MAX_CSV_BYTES + 1)
+            if len(data) > MAX_CSV_BYTES:
+                raise FerkitError(f"{path}: unzips to over {MAX_CSV_BYTES / 2**30:g} GiB, more than a csv of faces")
+        else:
+            data = path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise FerkitError(f"{path}: cannot read ({exc})") from None
+    return data[len(BOM):] if data.startswith(BOM) else data
 
 
 def load_fer2013(path: str | os.PathLike, skip_bad_rows: bool = False, use_cache: bool = True) -> FaceSet:
     """All rows of a FER2013-format csv. Bad rows raise FerkitError naming the line, or are skipped and counted."""
-    path = Path(path)
-    if not path.is_file():
-        raise FerkitError(f"{path}: no such file")
+    path = check_input_file(path, MAX_CSV_BYTES, "csv file")
     cached_at = cache.cache_path("fer2013", path, f"{_CACHE_VERSION}{'-skip' if skip_bad_rows else ''}")
     if use_cache and (arrays := cache.load(cached_at)) is not None:
         return _faceset(arrays)
@@ -70,7 +73,7 @@ class _Rows:
 
 
 def parse_fer2013(data: bytes, name: str = "<csv>", skip_bad_rows: bool = False) -> dict:
-    lines = data.split(b"\n")
+    lines = data[len(BOM):].split(b"\n") if data.startswith(BOM) else data.split(b"\n")
     columns = [c.strip().strip(b'"').decode("utf-8", "replace") for c in lines[0].rstrip(b"\r").split(b",")]
     if "pixels" not in columns:
         raise FerkitError(f"{name}, line 1: header {','.join(columns)!r} has no 'pixels' column "

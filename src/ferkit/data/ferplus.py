@@ -25,7 +25,7 @@ def find_ferplus(fer2013_path: str | Path) -> Path:
     for name in ("fer2013new.csv.gz", "fer2013new.csv"):
         if (folder / name).is_file():
             return folder / name
-    raise FerkitError(f"no fer2013new.csv(.gz) beside {fer2013_path}; pass its path with --ferplus")
+    raise FerkitError(f"no fer2013new.csv(.gz) beside {fer2013_path}: FER+ labels need the FER+ votes file there")
 
 
 def read_votes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -29,17 +29,21 @@ def _class_folders(root: Path) -> list[tuple[int, Path]]:
 
 
 def load_folder(root: str | Path, skip_bad_files: bool = True) -> FaceSet:
-    """Reads every image; unreadable files are skipped and listed in info['bad_files'] (or raise)."""
+    """Reads every image; unreadable images are skipped and listed in info['bad_files'] (or raise), files with
+    other suffixes in info['skipped_files'] (ferkit.data.report_skipped says so)."""
     root = Path(root)
     subfolders = [p for p in root.iterdir() if p.is_dir()]
     splits = {p.name.lower(): p for p in subfolders if p.name.lower() in SPLIT_FOLDERS}
     parts = [(SPLIT_FOLDERS[k], p) for k, p in sorted(splits.items())] if splits else [(None, root)]
 
-    images, labels, usage, sources, bad = [], [], [], [], []
+    images, labels, usage, sources, bad, skipped = [], [], [], [], [], []
     for split, folder in parts:
         for label, class_folder in _class_folders(folder):
             for file in sorted(class_folder.rglob("*")):
-                if file.suffix.lower() not in IMAGE_SUFFIXES or not file.is_file():
+                if file.is_dir() or file.name.startswith("."):  # hidden files: the system's, not the user's
+                    continue
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    skipped.append(f"{file}: not an image file name ({', '.join(sorted(IMAGE_SUFFIXES))})")
                     continue
                 try:
                     images.append(face_crop(read_image(file)))
@@ -56,5 +60,5 @@ def load_folder(root: str | Path, skip_bad_files: bool = True) -> FaceSet:
     return FaceSet(
         images=np.stack(images), labels=np.asarray(labels, np.int64), label_names=EMOTIONS,
         usage=np.asarray(usage, np.uint8) if splits else None, sources=sources,
-        info={"bad_files": bad},
+        info={"bad_files": bad, "skipped_files": skipped},
     )

@@ -103,7 +103,7 @@ def calibration_summary(logits: np.ndarray, labels: np.ndarray, temperature: flo
 
 
 def calibrate_checkpoint(model, data, split: str = "PublicTest", out=None, subset: int = 0, clean: bool = False,
-                         seed: int = 0) -> dict:
+                         seed: int = 0, skip_bad_rows: bool = False) -> dict:
     """Fit the temperature of a checkpoint on a validation split and write it into the checkpoint file (or into
     out, a copy). Returns the calibration record stored beside it. PrivateTest is refused: it only reports."""
     from dataclasses import replace
@@ -124,7 +124,7 @@ def calibrate_checkpoint(model, data, split: str = "PublicTest", out=None, subse
     path = resolve_checkpoint(model)
     checkpoint = load_checkpoint(path)
     classifier = TorchClassifier(checkpoint, str(path))
-    faces = evaluation_data(data, split, classifier.labels, clean=clean)
+    faces = evaluation_data(data, split, classifier.labels, clean=clean, skip_bad_rows=skip_bad_rows)
     if faces.usage is None:
         raise FerkitError(f"{data}: no {split} split to fit the temperature on (needs a FER2013 csv)")
     if subset:

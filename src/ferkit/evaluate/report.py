@@ -68,13 +68,14 @@ def read_history(run_dir: str | Path) -> list[dict]:
     return rows
 
 
-def _split(cache: dict, data, which: str, labels, clean: bool, subset: int, seed: int):
+def _split(cache: dict, data, which: str, labels, clean: bool, subset: int, seed: int, skip_bad_rows: bool = False):
     """One split of the data for a label set, loaded once per report (a fixed stratified sample with subset)."""
     from ferkit.evaluate.scoring import evaluation_data
 
     key = (tuple(labels), which)
     if key not in cache:
-        cache[key] = _sample(evaluation_data(data, which, labels, clean=clean), subset, seed)
+        cache[key] = _sample(evaluation_data(data, which, labels, clean=clean, skip_bad_rows=skip_bad_rows), subset,
+                             seed)
     return cache[key]
 
 
@@ -134,7 +135,8 @@ def evaluate_model(name: str, model, data, split: str, progress: _Progress, *, r
                    calibration_split: str = "PublicTest", robustness_size: int | None = None,
                    robustness_seconds: float = ROBUSTNESS_SECONDS,
                    perturbations=None, preprocess=DEFAULT_PREPROCESS, backend: str = "onnx", threads=None,
-                   seed: int = 0, clean: bool = False, data_cache: dict | None = None) -> ModelResult:
+                   seed: int = 0, clean: bool = False, data_cache: dict | None = None,
+                   skip_bad_rows: bool = False) -> ModelResult:
     from ferkit.classifier.torch_classifier import TorchClassifier
     from ferkit.evaluate.saliency import grad_cam, pick_examples
     from ferkit.models import count_parameters
@@ -146,7 +148,7 @@ def evaluate_model(name: str, model, data, split: str, progress: _Progress, *, r
     labels = classifier.labels
 
     def split_faces(which):
-        return _split(data_cache, data, which, labels, clean, subset, seed)
+        return _split(data_cache, data, which, labels, clean, subset, seed, skip_bad_rows)
 
     faces = split_faces(split)
     logits = classifier.predict_logits(faces.images)
@@ -254,7 +256,7 @@ def build_report(models, data, out, runs=None, split: str = "PrivateTest", subse
                  robustness_size: int | None = None, robustness_seconds: float = ROBUSTNESS_SECONDS,
                  perturbations=None, preprocess=DEFAULT_PREPROCESS,
                  backend: str = "onnx", threads=None, seed: int = 0, clean: bool = False, progress: bool = True,
-                 command: str = "") -> dict:
+                 command: str = "", skip_bad_rows: bool = False) -> dict:
     """Evaluate every model and write OUT/report.html, OUT/report.md (+ figures/) and OUT/report.json."""
     models = list(models)
     if not models:
@@ -283,7 +285,7 @@ def build_report(models, data, out, runs=None, split: str = "PrivateTest", subse
             sizes = []
             for model in models:
                 classifier = TorchClassifier.load(model)
-                faces = _split(cache, data, split, classifier.labels, clean, subset, seed)
+                faces = _split(cache, data, split, classifier.labels, clean, subset, seed, skip_bad_rows)
                 sizes.append(automatic_size(_runner(classifier, backend, threads), faces.images, passes,
                                             robustness_seconds))
             robustness_size = min(sizes)
@@ -292,7 +294,7 @@ def build_report(models, data, out, runs=None, split: str = "PrivateTest", subse
                                           robustness_size=robustness_size, robustness_seconds=robustness_seconds,
                                           perturbations=perturbations,
                                           preprocess=preprocess, backend=backend, threads=threads, seed=seed,
-                                          clean=clean, data_cache=cache))
+                                          clean=clean, data_cache=cache, skip_bad_rows=skip_bad_rows))
         bar.stage("writing report")
         doc = report_page(results, data=data, split=split, perturbations=perturbations, preprocess=preprocess,
                      seconds=time.time() - started, command=command)

@@ -11,14 +11,15 @@ from ferkit.labels import FERPLUS_EMOTIONS
 
 
 def evaluation_data(path: str | Path, split: str, label_names, clean: bool = False,
-                    ferplus_test: str = "plurality") -> FaceSet:
+                    ferplus_test: str = "plurality", skip_bad_rows: bool = False, log=None) -> FaceSet:
     """The split to score, labelled with the same label set as the model (FER2013 or FER+). ferplus_test: for a FER+
     model, "plurality" (all faces with an emotion on top) or "strict" (the FER+ authors' majority protocol)."""
     labels = "ferplus" if tuple(label_names) == FERPLUS_EMOTIONS else "fer2013"
     if labels != "ferplus" and ferplus_test != "plurality":
         raise FerkitError(f"FER+ test protocol {ferplus_test!r}: not a FER+ model "
                           f"(it predicts {', '.join(label_names)})")
-    faces = load_dataset(path, labels=labels, clean=clean, ferplus_test=ferplus_test)
+    faces = load_dataset(path, labels=labels, clean=clean, ferplus_test=ferplus_test, skip_bad_rows=skip_bad_rows,
+                         log=log)
     if faces.usage is not None:
         faces = faces.split(split)
     if len(faces) == 0:

@@ -8,9 +8,11 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.files import check_input_file
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif"}
 MAX_PIXELS = 50_000_000  # larger images are refused before decoding (decompression bombs)
+MAX_IMAGE_BYTES = 512 * 2**20  # above any image under MAX_PIXELS (50 MP × 4 channels × 16 bits is 400 MB raw)
 
 
 class ImageTooLarge(FerkitError):
@@ -45,6 +47,11 @@ def decode_image(data: bytes, name: str = "<image>", max_pixels: int = MAX_PIXEL
     if size is not None and size[0] * size[1] > max_pixels:
         raise ImageTooLarge(f"{name}: image is {size[0]}x{size[1]} pixels, over the limit of {max_pixels:,}")
     buffer = np.frombuffer(data, np.uint8)
+    if data.startswith(b"\xff\xd8\xff"):  # JPEG: 8-bit, no alpha, so one decode that applies EXIF orientation
+        image = cv2.imdecode(buffer, cv2.IMREAD_ANYCOLOR)
+        if image is None or image.size == 0:
+            raise FerkitError(f"{name}: not an image, or a corrupt or truncated one")
+        return image
     image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)  # keeps alpha and 16-bit; EXIF handled below
     if image is None or image.size == 0:
         raise FerkitError(f"{name}: not an image, or a corrupt or truncated one")
@@ -63,11 +70,7 @@ def decode_image(data: bytes, name: str = "<image>", max_pixels: int = MAX_PIXEL
 
 
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    path = Path(path)
-    if not path.exists():
-        raise FerkitError(f"{path}: no such file")
-    if path.is_dir():
-        raise FerkitError(f"{path}: is a folder, not an image")
+    path = check_input_file(path, MAX_IMAGE_BYTES, "image")
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -8,10 +8,11 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.files import write_atomically
 
 
 def image_grid(tiles: np.ndarray, scale: int = 2, pad: int = 2, gap: int = 4) -> np.ndarray:
-    """uint8 rows × columns × H × W tiles → one uint8 image, white between tiles, `gap` more after the first column."""
+    """uint8 rows × columns × H × W tiles → one uint8 image: white between tiles, `gap` more after column 1."""
     n, cols, h, w = tiles.shape
     grid = np.full((n * (h + pad) + pad, cols * (w + pad) + pad + gap), 255, np.uint8)
     for i in range(n):
@@ -23,8 +24,12 @@ def image_grid(tiles: np.ndarray, scale: int = 2, pad: int = 2, gap: int = 4) ->
 
 
 def save_image_grid(path: str | Path, tiles: np.ndarray) -> Path:
+    """The grid as an image file (PNG, or whatever format the suffix names), written whole or not at all."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image_grid(tiles)):
-        raise FerkitError(f"{path}: cannot write the PNG (is the folder writable and the suffix .png?)")
-    return path
+    try:
+        ok, data = cv2.imencode(path.suffix or ".png", image_grid(tiles))
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise FerkitError(f"{path}: cannot write an image with the suffix {path.suffix!r} (use .png)")
+    return write_atomically(path, data.tobytes())

@@ -10,6 +10,7 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # titles carry file names: "$x$" must stay text, not TeX
     import matplotlib.pyplot as plt
 
     return plt

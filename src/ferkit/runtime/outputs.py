@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
+from ferkit.files import write_atomically
 from ferkit.records import TABLE_COLUMNS, table_row
 
 
 def write_json(records, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(records, indent=2))
-    return path
+    return write_atomically(path, json.dumps(records, indent=2))
 
 
 class CsvWriter:
@@ -42,6 +41,9 @@ class CsvWriter:
 
 
 def write_csv(records, path, labels) -> Path:
-    with CsvWriter(path, labels) as writer:
-        writer.write(records)
-    return Path(path)
+    """All records at once, written whole or not at all (CsvWriter streams a video's rows as they come)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*TABLE_COLUMNS, *labels])
+    writer.writeheader()
+    writer.writerows(table_row(record, labels) for record in records)
+    return write_atomically(path, buffer.getvalue())

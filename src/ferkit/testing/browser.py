@@ -44,16 +44,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServerUrl(str):
+    """A running server's base URL; ``pid`` is its process id."""
+
+    pid: int
+
+
 @contextlib.contextmanager
 def running_server(model, *args, timeout: float = 90.0, env: dict | None = None):
-    """`ferkit serve` in a subprocess on a free port of 127.0.0.1; yields its base URL, stops it afterwards."""
+    """`ferkit serve` in a subprocess on a free port of 127.0.0.1; yields its base URL (a ServerUrl), stops it
+    afterwards with SIGTERM (SIGKILL if it has not stopped within 15 s)."""
     port = free_port()
     log = tempfile.TemporaryFile()
     command = [sys.executable, "-m", "ferkit.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(model), "--log-level", "warning", *map(str, args)]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
-    url = f"http://127.0.0.1:{port}"
+    url = ServerUrl(f"http://127.0.0.1:{port}")
+    url.pid = process.pid
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -91,6 +99,7 @@ def chromium():
     options.binary_location = CHROMIUM
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for driver.get_log("browser")
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
     try:

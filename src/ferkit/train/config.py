@@ -26,6 +26,7 @@ class TrainConfig:
     labels: Literal["fer2013", "ferplus"] = "fer2013"  # fer2013 (7 classes) or ferplus (8, majority vote)
     soft_labels: bool = False        # ferplus: train on vote distributions instead of the majority label
     clean: bool = False              # drop blank images and Training rows duplicated in the test splits
+    skip_bad_rows: bool = False      # skip (and count) malformed csv rows instead of stopping at the first
     train_split: str = "Training"
     val_split: str = "PublicTest"    # checkpoints are selected here; PrivateTest is never looked at
     subset: int = 0                  # train on the first N Training rows only (quick runs, tests)
@@ -195,6 +196,9 @@ class TrainConfig:
         from ferkit.models import create_model
         from ferkit.train.progressive import check_progressive
 
-        model = create_model(self.model, **self.model_kwargs)
+        try:
+            model = create_model(self.model, **self.model_kwargs)
+        except (TypeError, ValueError, RuntimeError) as exc:  # a wrong argument's own error may not name it
+            raise ValueError(f"{self.model} cannot be built with model_kwargs {self.model_kwargs} ({exc})") from None
         if self.progressive_size:
             check_progressive(model, self)

@@ -21,7 +21,14 @@ import numpy as np
 import torch
 import yaml
 
-from ferkit.classifier.checkpoint import Checkpoint, ModelInfo, TrainingState, load_checkpoint, save_checkpoint
+from ferkit.classifier.checkpoint import (
+    Checkpoint,
+    ModelInfo,
+    TrainingState,
+    load_checkpoint,
+    remove_partial_saves,
+    save_checkpoint,
+)
 from ferkit.classifier.torch_inference import predict_proba
 from ferkit.data import load_dataset
 from ferkit.data.augment import AugmentConfig, Augmenter, mix_batch
@@ -73,8 +80,11 @@ class Trainer:
         """Data, model, optimiser, schedule and every feature's state, resumed when there is a last.pt."""
         cfg = self.config
         self.out.mkdir(parents=True, exist_ok=True)
+        for leftover in remove_partial_saves(self.out):
+            self.log(f"removed {leftover.name}, left by a save that was interrupted")
         self.device = device = devices.set_up(cfg, self.log)
-        faces = load_dataset(cfg.data, labels=cfg.labels, clean=cfg.clean)
+        faces = load_dataset(cfg.data, labels=cfg.labels, clean=cfg.clean, skip_bad_rows=cfg.skip_bad_rows,
+                             log=self.log)
         self.train_set, self.val_set = split_data(faces, cfg)
         self.labels = faces.label_names
         torch.manual_seed(cfg.seed)  # weight initialisation

@@ -21,7 +21,8 @@ from ferkit.evaluate.scoring import evaluate_classifier, evaluation_data
 from ferkit.train.averaging import average_states, recompute_batchnorm
 
 
-def make_soup(members: list[str], data, out, bn_recompute: bool = False, uniform: bool = False, log=print) -> dict:
+def make_soup(members: list[str], data, out, bn_recompute: bool = False, uniform: bool = False, log=print,
+              skip_bad_rows: bool = False) -> dict:
     """Write the soup's checkpoint to `out`; returns {"members", "accuracy", "bn_recomputed"} (PublicTest)."""
     if not members:
         raise FerkitError("a soup needs at least one member")
@@ -32,8 +33,8 @@ def make_soup(members: list[str], data, out, bn_recompute: bool = False, uniform
         info = checkpoint.info
         if (info.arch, info.arch_kwargs, info.labels) != (base.arch, base.arch_kwargs, base.labels) or info.members:
             raise FerkitError(f"{name}: not the architecture and labels of {members[0]}; cannot average")
-    val = evaluation_data(data, "PublicTest", base.labels)
-    train = evaluation_data(data, "Training", base.labels) if bn_recompute else None
+    val = evaluation_data(data, "PublicTest", base.labels, skip_bad_rows=skip_bad_rows)
+    train = evaluation_data(data, "Training", base.labels, skip_bad_rows=skip_bad_rows) if bn_recompute else None
 
     def score(weights: dict, recompute: bool) -> tuple[float, dict]:
         classifier = TorchClassifier(Checkpoint(replace(base, temperature=1.0), weights))

@@ -9,7 +9,8 @@ Routes:
 - ``POST /api/v1/predict`` (multipart field ``file``): ``{"faces": [records], "width", "height", ...}``; records
   follow ferkit.records (source, frame, box [x, y, w, h], emotion, score, probabilities). ``?annotate=true`` adds the
   annotated image as a JPEG data URL.
-- ``POST /api/v1/predict/batch`` (several ``files``): ``{"results": [one result or one error per file]}``.
+- ``POST /api/v1/predict/batch`` (several ``files``): ``{"results": [one result or one error per file]}``; with
+  ``?annotate=true``, annotated images past twice the upload limit (in all) are left out (``annotated_omitted``).
 - ``POST /api/v1/video`` (``file``) → 202 and a job; ``GET /api/v1/video/{id}`` (progress and, when done, the
   per-face-track summary), ``…/{id}/video`` (annotated VP8 WebM), ``…/{id}/timeline.png``.
 - ``GET /api/v1/models``, ``GET /healthz``; OpenAPI at ``/docs``.
@@ -19,8 +20,13 @@ passes the limit); an image over ``max_pixels`` → 413 before its pixels are de
 that cannot be decoded → 422. Every error is JSON: ``{"error": code, "detail": message}``.
 
 Uploads stay in memory (the multipart parser never spools them to disk). A video is the one exception: OpenCV
-reads files, so it goes to a private temporary folder that is removed as soon as the job ends (the upload itself
-is unlinked as soon as its first frame has been read).
+reads files, so it goes to the server's private temporary folder (ferkit.web.scratch: removed at shutdown, and at
+the next start-up if the server was killed); the upload is unlinked as soon as its first frame has been read.
+
+Memory: upload bodies held at once are bounded by ``upload_memory_mb`` (beyond it: 503 with Retry-After, before the
+body is read), decoded images by ``max_decoded_pixels`` (images are decoded one at a time per request, a batch too),
+videos by ``max_video_jobs`` (their bytes go to disk as soon as they have arrived). Security: Host and Origin checks
+and security headers on every response (ferkit.web.guard).
 
 Concurrency: decoding and inference run in a pool of ``workers`` threads (ONNX Runtime releases the GIL), so the
 event loop keeps answering; up to ``max_pending`` requests may wait for a worker, more get 503 with Retry-After.
@@ -28,61 +34,86 @@ event loop keeps answering; up to ``max_pending`` requests may wait for a worker
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
-from collections import OrderedDict
+import contextlib
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from ferkit.errors import FerkitError
 from ferkit.media.images import MAX_PIXELS, looks_like_image
 from ferkit.version import __version__
 from ferkit.vision.detect import DEFAULT_DETECTOR, list_detectors
+from ferkit.web.guard import Guard, split_origin
+from ferkit.web.limits import UploadBudget
+from ferkit.web.scratch import Scratch, sweep_stale
 from ferkit.web.uploads import multipart_doc, read_uploads
-from ferkit.web.workers import ApiError, Engine, Settings, VideoJob
+from ferkit.web.videos import VideoJobs
+from ferkit.web.workers import ApiError, Engine, Settings
+
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upload_mb: float = 20.0,
                max_pixels: int = MAX_PIXELS, workers: int = 2, threads: int | None = None, max_pending: int = 128,
-               max_batch: int = 32, max_video_frames: int = 1800, preload: bool = True) -> FastAPI:
+               max_batch: int = 32, max_video_frames: int = 1800, preload: bool = True,
+               upload_memory_mb: float | None = None, max_decoded_pixels: int | None = None,
+               host: str | None = None, allow_origins=(), allowed_hosts=(), scratch_root=None,
+               precision: str = "auto", device: str = "auto") -> FastAPI:
     """The FastAPI app. preload: load the served model and detector now, so a bad model fails at start-up
-    (a FerkitError) rather than on the first request."""
+    (a FerkitError) rather than on the first request. host: the address it is served at (for the Host check;
+    None: the one each connection arrived on). allow_origins: other pages' origins allowed to call it.
+    scratch_root: where its temporary folder goes (default: the system's temporary directory)."""
     settings = Settings(model=str(model), detector=detector, max_upload_mb=float(max_upload_mb),
                         max_pixels=int(max_pixels), workers=int(workers), threads=threads,
                         max_pending=int(max_pending), max_batch=int(max_batch),
-                        max_video_frames=int(max_video_frames))
-    if settings.max_upload_mb <= 0:
-        raise FerkitError("--max-upload-mb must be positive")
-    if settings.workers < 1:
-        raise FerkitError("--workers must be at least 1")
-    if detector not in list_detectors():
-        raise FerkitError(f"unknown face detector {detector!r}; choose from {', '.join(list_detectors())}")
+                        max_video_frames=int(max_video_frames), upload_memory_mb=upload_memory_mb,
+                        max_decoded_pixels=max_decoded_pixels, host=host, allow_origins=tuple(allow_origins),
+                        allowed_hosts=tuple(allowed_hosts), precision=precision, device=device)
+    _check(settings, detector)
     engine = Engine(settings)
     if preload:
         engine.recognizer(settings.model, settings.detector)
-    jobs: OrderedDict[str, VideoJob] = OrderedDict()
+    scratch = Scratch(scratch_root)
+    videos = VideoJobs(engine, scratch)
 
-    app = FastAPI(title="ferkit", version=__version__,
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        sweep_stale(scratch_root)  # folders of earlier servers that were killed
+        try:
+            yield
+        finally:  # SIGINT and SIGTERM both end here (uvicorn shuts down gracefully on either)
+            await videos.close()
+            engine.executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan,
                   description="Facial expression recognition: faces, boxes and the probabilities of seven "
                               "expressions (angry, disgust, fear, happy, sad, surprise, neutral).")
     app.state.engine = engine
     app.state.settings = settings
-    app.state.jobs = jobs
+    app.state.videos = videos
+    app.state.scratch = scratch
+    app.add_middleware(Guard, settings=settings, budget=UploadBudget(settings.upload_memory_bytes))
 
     @app.exception_handler(ApiError)
     async def _api_error(_request, exc: ApiError):
         return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _server_error(_request, exc: Exception):
-        return JSONResponse({"error": "server_error", "detail": f"internal error ({type(exc).__name__})"},
-                            status_code=500)
+    @app.exception_handler(HTTPException)
+    async def _http_error(_request, exc: HTTPException):
+        return JSONResponse({"error": HTTP_CODES.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_parameter(_request, exc: RequestValidationError):
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
+                    for e in exc.errors()]
+        return JSONResponse({"error": "bad_parameter", "detail": "; ".join(problems)[:500]}, status_code=422)
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -122,6 +153,7 @@ def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upl
         """Every face in one image: `faces` (records: source, frame, box [x, y, w, h], emotion, score,
         probabilities), the image's `width` and `height`. No face gives an empty list."""
         model, detector = engine.check_choice(model, detector)
+        engine.check_capacity()  # before the body is read
         uploads = await read_uploads(request, settings, max_files=1)
         if not uploads:
             raise ApiError(422, "no_file", "no file in the upload (send it in the multipart field 'file')")
@@ -135,6 +167,7 @@ def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upl
         """Several images in one request: `results`, one per file in order, each a /predict result or an
         error entry (`status`, `error`, `detail`) for a file that could not be read."""
         model, detector = engine.check_choice(model, detector)
+        engine.check_capacity()
         uploads = await read_uploads(request, settings, max_files=settings.max_batch)
         if not uploads:
             raise ApiError(422, "no_file", "no files in the upload (send them in the multipart field 'files')")
@@ -148,70 +181,77 @@ def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upl
     async def video(request: Request, model: str | None = model_query, detector: str | None = detector_query):
         """Start recognising a video: returns the job; poll GET /api/v1/video/{id}."""
         model, detector = engine.check_choice(model, detector)
-        active = sum(1 for j in jobs.values() if j.status in ("queued", "running"))
-        if active >= settings.max_video_jobs:
-            raise ApiError(503, "busy", "videos are already being processed; try again when they finish",
-                           {"Retry-After": "5"})
-        uploads = await read_uploads(request, settings, max_files=1)
-        if not uploads:
-            raise ApiError(422, "no_file", "no file in the upload (send it in the multipart field 'file')")
-        _field, name, data = uploads[0]
-        if not data:
-            raise ApiError(422, "empty_file", f"{name}: empty file")
-        if looks_like_image(data):
-            raise ApiError(415, "not_a_video", f"{name}: this is an image; upload it as a photo instead")
-        job = VideoJob(id=uuid.uuid4().hex[:16], filename=Path(name).name or "video", model=model,
-                       detector=detector, created=time.time())
-        jobs[job.id] = job
-        finished = [k for k, j in jobs.items() if j.finished is not None]
-        for key in finished[: max(0, len(finished) - settings.kept_video_jobs)]:
-            del jobs[key]
-        asyncio.get_running_loop().run_in_executor(engine.video_executor, engine.process_video, job, data, model,
-                                                   detector)
-        return JSONResponse(job.public(), status_code=202)
 
-    def _job(job_id: str) -> VideoJob:
-        job = jobs.get(job_id)
-        if job is None:
-            raise ApiError(404, "no_such_job", f"no video job {job_id!r} (finished jobs are kept for a while only)")
-        return job
+        async def receive():  # called by videos.start once a job slot is free
+            uploads = await read_uploads(request, settings, max_files=1)
+            if not uploads:
+                raise ApiError(422, "no_file", "no file in the upload (send it in the multipart field 'file')")
+            _field, name, data = uploads[0]
+            if not data:
+                raise ApiError(422, "empty_file", f"{name}: empty file")
+            if looks_like_image(data):
+                raise ApiError(415, "not_a_video", f"{name}: this is an image; upload it as a photo instead")
+            return name, data
+
+        job = await videos.start(receive, model, detector)
+        return JSONResponse(job.public(), status_code=202)
 
     @app.get("/api/v1/video/{job_id}", tags=["video"])
     async def video_status(job_id: str):
         """A video job: status (queued, running, done, error), frames_done / frame_count, progress 0..1, and when
         done the per-face-track summary and the URLs of the annotated video and the timeline chart."""
-        return _job(job_id).public()
+        return videos.get(job_id).public()
 
     @app.get("/api/v1/video/{job_id}/video", tags=["video"])
     async def video_file(job_id: str):
         """The annotated video (VP8 WebM)."""
-        job = _job(job_id)
-        if job.video is None:
+        job = videos.get(job_id)
+        path = job.video
+        if path is None:
             raise ApiError(409, "not_ready", f"video job {job_id} is {job.status}")
         stem = Path(job.filename).stem or "video"
-        return Response(job.video, media_type="video/webm",
-                        headers={"Content-Disposition": f'attachment; filename="{_safe(stem)}.annotated.webm"'})
+        return FileResponse(path, media_type="video/webm",
+                            headers={"Content-Disposition": f'attachment; filename="{_safe(stem)}.annotated.webm"'})
 
     @app.get("/api/v1/video/{job_id}/timeline.png", tags=["video"])
     async def video_timeline(job_id: str):
         """The emotion timeline chart (PNG): each face track's probabilities over time."""
-        job = _job(job_id)
-        if job.timeline is None:
+        job = videos.get(job_id)
+        path = job.timeline
+        if path is None:
             raise ApiError(409, "not_ready", f"video job {job_id} is {job.status}")
-        return Response(job.timeline, media_type="image/png")
+        return FileResponse(path, media_type="image/png")
 
     return app
 
 
+def _check(settings: Settings, detector: str) -> None:
+    if settings.max_upload_mb <= 0:
+        raise FerkitError("--max-upload-mb must be positive")
+    if settings.workers < 1:
+        raise FerkitError("--workers must be at least 1")
+    if settings.upload_memory_mb is not None and settings.upload_memory_mb < settings.max_upload_mb:
+        raise FerkitError("--upload-memory-mb must be at least --max-upload-mb")
+    if detector not in list_detectors():
+        raise FerkitError(f"unknown face detector {detector!r}; choose from {', '.join(list_detectors())}")
+    for origin in settings.allow_origins:
+        if split_origin(origin) is None:
+            raise FerkitError(f"--allow-origin {origin!r}: give an origin such as http://localhost:3000")
+    for name in settings.allowed_hosts:
+        if not name.strip() or any(c.isspace() or c in "/\\@?#" for c in name):
+            raise FerkitError(f"--allowed-host {name!r}: give a host name such as ferkit.example.org")
+
+
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:80] or "video"
+    # ASCII only: a header value must be latin-1, and a unicode letter would fail the whole response
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name)[:80] or "video"
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, log_level: str = "info", **kwargs) -> None:
     """Build the app and run it under uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(**kwargs)
+    app = create_app(host=host, **kwargs)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else shown}:{port}/"
     print(f"ferkit {__version__}: serving model {kwargs.get('model', 'default')!r} with the "

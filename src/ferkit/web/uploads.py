@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from ferkit.web.workers import ApiError, Settings
 
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries on top of the file bytes themselves
 
+
 class _TooLarge(Exception):
+    pass
+
+
+class _Stalled(Exception):
     pass
 
 
@@ -33,7 +41,14 @@ async def read_uploads(request: Request, settings: Settings, max_files: int) -> 
 
     async def capped():
         total = 0
-        async for chunk in request.stream():
+        stream = request.stream()
+        while True:
+            try:  # a client that stops sending must not hold its share of the upload budget for ever
+                chunk = await asyncio.wait_for(anext(stream), settings.upload_timeout_s)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                raise _Stalled from None
             total += len(chunk)
             if total > limit:
                 raise _TooLarge
@@ -44,7 +59,14 @@ async def read_uploads(request: Request, settings: Settings, max_files: int) -> 
         form = await parser.parse()
     except _TooLarge:
         raise too_large from None
+    except _Stalled:
+        raise ApiError(408, "upload_timeout", f"no data for {settings.upload_timeout_s:g} s; upload abandoned",
+                       {"Connection": "close"}) from None
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away during the upload") from None
     except MultiPartException as exc:
+        if exc.message.startswith("Too many files"):
+            raise ApiError(413, "too_many_files", f"at most {max_files} file(s) per request") from None
         raise ApiError(422, "bad_form", f"malformed upload: {exc.message}") from None
     uploads = []
     for field, value in form.multi_items():

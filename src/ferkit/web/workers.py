@@ -1,23 +1,25 @@
 """The server's recognition work: settings, recognizers per (model, detector) loaded once and shared by a bounded
-pool of inference threads, and video jobs. Errors are ApiError: an HTTP status with a JSON body."""
+pool of inference threads. Errors are ApiError: an HTTP status with a JSON body.
+
+Images are decoded one at a time per request (a batch too) and only within the decoded-pixel budget
+(ferkit.web.limits.PixelBudget), so memory does not grow with the number or the size of the images sent.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from ferkit.errors import FerkitError
 from ferkit.media.images import MAX_PIXELS, ImageTooLarge, decode_image, looks_like_image
 from ferkit.vision.detect import DEFAULT_DETECTOR, list_detectors
+from ferkit.web.limits import PixelBudget, header_pixels
 
 
 @dataclass
@@ -31,12 +33,29 @@ class Settings:
     max_pending: int = 128
     max_batch: int = 32
     max_video_frames: int = 1800
-    max_video_jobs: int = 2  # queued or running at once
-    kept_video_jobs: int = 8  # finished jobs whose results stay in memory
+    max_video_jobs: int = 2  # received, queued or running at once
+    kept_video_jobs: int = 8  # finished jobs whose results stay (on disk)
+    upload_memory_mb: float | None = None  # upload bodies held at once; None: 8 uploads of the largest size
+    max_decoded_pixels: int | None = None  # decoded image pixels alive at once; None: max_pixels (one image)
+    upload_timeout_s: float = 30.0  # longest wait for the next piece of an upload body → 408
+    host: str | None = None  # the address served at (None: the one each connection arrived on)
+    allow_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    precision: str = "auto"  # the classifier's and the detector's graphs: auto, fp32 or int8
+    device: str = "auto"  # ONNX Runtime's provider: auto, cpu, cuda or openvino
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def upload_memory_bytes(self) -> int:
+        wanted = int(self.upload_memory_mb * 1024 * 1024) if self.upload_memory_mb else 8 * self.max_upload_bytes
+        return max(wanted, self.max_upload_bytes + 64 * 1024)  # the largest single upload always fits
+
+    @property
+    def decoded_pixels(self) -> int:
+        return max(self.max_decoded_pixels or 0, self.max_pixels)
 
 
 class ApiError(Exception):
@@ -72,7 +91,8 @@ class Engine:
         self.detectors = list_detectors()
         self._recognizers: dict[tuple[str, str], tuple[object, threading.Lock | None]] = {}
         self._load_lock = threading.Lock()
-        self._chart_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
+        self.chart_lock = threading.Lock()  # matplotlib's pyplot is not thread-safe
+        self.pixels = PixelBudget(settings.decoded_pixels)
         self.pending = 0  # requests waiting for or using a worker (changed on the event loop only)
         self.served = 0
 
@@ -80,10 +100,11 @@ class Engine:
         model = model or self.settings.model
         detector = detector or self.settings.detector
         if model not in self.models:
-            raise ApiError(422, "unknown_model", f"unknown model {model!r}; choose from {', '.join(self.models)}")
+            raise ApiError(422, "unknown_model",
+                           f"unknown model {model[:100]!r}; choose from {', '.join(self.models)}")
         if detector not in self.detectors:
             raise ApiError(422, "unknown_detector",
-                           f"unknown face detector {detector!r}; choose from {', '.join(self.detectors)}")
+                           f"unknown face detector {detector[:100]!r}; choose from {', '.join(self.detectors)}")
         return model, detector
 
     def recognizer(self, model: str, detector: str):
@@ -97,15 +118,20 @@ class Engine:
             with self._load_lock:  # one load at a time: the first load of a checkpoint exports it to ONNX
                 found = self._recognizers.get(key)
                 if found is None:
-                    recognizer = Recognizer(self.models[model], detector=detector, threads=self.threads)
+                    recognizer = Recognizer(self.models[model], detector=detector, threads=self.threads,
+                                            precision=self.settings.precision, device=self.settings.device)
                     found = (recognizer, None if detector == "retinaface" else threading.Lock())
                     self._recognizers[key] = found
         return found
 
-    async def run(self, fn, *args):
-        """fn(*args) on an inference thread; 503 when too many requests are already waiting."""
+    def check_capacity(self) -> None:
+        """503 when too many requests are already waiting for a worker."""
         if self.pending >= self.settings.max_pending:
             raise ApiError(503, "busy", "the server is busy; try again in a moment", {"Retry-After": "1"})
+
+    async def run(self, fn, *args):
+        """fn(*args) on an inference thread; 503 when too many requests are already waiting."""
+        self.check_capacity()
         self.pending += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -137,26 +163,44 @@ class Engine:
 
     def predict(self, data: bytes, name: str, model: str, detector: str, annotate: bool) -> dict:
         started = time.perf_counter()
-        image = self.decode(data, name)
-        faces = self._faces([image], [name], model, detector)[0]
-        return self._result(image, name, faces, model, detector, annotate, started)
+        pixels = header_pixels(data)
+        if pixels is None:  # a known format: charged as the largest allowed; others OpenCV reads are uncompressed
+            pixels = self.settings.max_pixels if looks_like_image(data) else len(data)
+        with self.pixels.hold(pixels):
+            image = self.decode(data, name)
+            faces = self._faces([image], [name], model, detector)[0]
+            result = self._result(image, name, faces, model, detector, annotate, started)
+            del image  # released before the budget is returned
+        return result
 
     def predict_batch(self, uploads, model: str, detector: str, annotate: bool) -> list[dict]:
-        """One result per upload: decoded ones are recognised together, bad ones give an error entry."""
-        started = time.perf_counter()
-        images, names, slots, results = [], [], [], []
+        """One result per upload, in order: each image is decoded, recognised and dropped before the next one;
+        one that cannot be read gives an error entry."""
+        results, spent = [], 0
+        budget = self.annotated_budget
         for name, data in uploads:
             try:
-                images.append(self.decode(data, name))
-                names.append(name)
-                slots.append(len(results))
-                results.append(None)
+                result = self.predict(data, name, model, detector, annotate and spent < budget)
             except ApiError as exc:
                 results.append({"filename": name, "status": exc.status, "error": exc.code, "detail": exc.detail})
-        all_faces = self._faces(images, names, model, detector) if images else []
-        for slot, image, name, faces in zip(slots, images, names, all_faces):
-            results[slot] = self._result(image, name, faces, model, detector, annotate, started)
+                continue
+            # annotated JPEGs can be far larger than the PNGs sent (a few kB of PNG → 20 MB of JPEG): past the
+            # budget the rest of the batch comes without them, so the response stays bounded too
+            size = len(result.get("annotated", ""))
+            if spent and spent + size > budget:
+                result.pop("annotated", None)
+                size = 0
+            spent += size
+            if annotate and "annotated" not in result:
+                result["annotated_omitted"] = (f"the batch's annotated images reached {budget / 2**20:.0f} MB; "
+                                               "send fewer files per request to get them all")
+            results.append(result)
         return results
+
+    @property
+    def annotated_budget(self) -> int:
+        """Bytes of annotated images (base64) in one batch response; the first image's always fits."""
+        return 2 * self.settings.max_upload_bytes
 
     def _result(self, image, name, faces, model, detector, annotate, started) -> dict:
         result = {"filename": name, "faces": faces, "width": int(image.shape[1]), "height": int(image.shape[0]),
@@ -170,88 +214,3 @@ class Engine:
             if ok:
                 result["annotated"] = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode()
         return result
-
-    def process_video(self, job: "VideoJob", data: bytes, model: str, detector: str) -> None:
-        from ferkit.media.video import VIDEO_SUFFIXES
-        from ferkit.runtime.video_recognition import process_video
-
-        job.status = "running"
-        folder = Path(tempfile.mkdtemp(prefix="ferkit-web-"))
-        suffix = Path(job.filename).suffix.lower()
-        source = folder / f"upload{suffix if suffix in VIDEO_SUFFIXES else '.mp4'}"
-        try:
-            source.write_bytes(data)
-            del data
-            import cv2
-
-            probe = cv2.VideoCapture(str(source))
-            count = int(probe.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if probe.isOpened() else 0
-            probe.release()
-            limit = self.settings.max_video_frames
-            job.frame_count = min(count, limit) if count > 0 else None
-
-            def on_frame(index, _records):
-                if index == 0:  # the reader holds the file open now: the upload leaves the disk at once
-                    try:
-                        source.unlink()
-                    except OSError:
-                        pass
-                job.frames_done = index + 1
-
-            recognizer, lock = self.recognizer(model, detector)
-            out_video, timeline = folder / "annotated.webm", folder / "timeline.png"
-            if lock:
-                lock.acquire()
-            try:
-                result = process_video(recognizer, source, out_video=out_video, max_frames=limit, progress=False,
-                                       on_frame=on_frame)
-            finally:
-                if lock:
-                    lock.release()
-            with self._chart_lock:
-                from ferkit.render.charts import timeline_chart
-
-                timeline_chart(result["records"], recognizer.labels, timeline, fps=result["fps"],
-                               title=f"{job.filename}: expressions per face over time")
-            job.video = out_video.read_bytes()
-            job.timeline = timeline.read_bytes()
-            job.result = {"frames": result["frames"], "fps": round(result["fps"], 3),
-                          "truncated": bool(result["truncated"]) and result["frames"] < limit,
-                          "stopped_at_limit": count > limit, "faces_seen": len(result["records"]),
-                          "tracks": result["tracks"], "seconds": result["seconds"]}
-            job.status = "done"
-        except FerkitError as exc:
-            job.status, job.error_status = "error", 422
-            job.error = str(exc).replace(str(source), job.filename)
-        except Exception as exc:  # noqa: BLE001 - reported to the page; the server stays up
-            job.status, job.error_status, job.error = "error", 500, f"video processing failed ({type(exc).__name__})"
-        finally:
-            job.finished = time.time()
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-@dataclass
-class VideoJob:
-    id: str
-    filename: str
-    model: str
-    detector: str
-    status: str = "queued"
-    frames_done: int = 0
-    frame_count: int | None = None
-    error: str | None = None
-    error_status: int | None = None
-    result: dict | None = None
-    created: float = 0.0
-    finished: float | None = None
-    video: bytes | None = None
-    timeline: bytes | None = None
-
-    def public(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("video", "timeline")}
-        out["progress"] = (min(1.0, self.frames_done / self.frame_count) if self.frame_count else
-                           (1.0 if self.status == "done" else None))
-        if self.status == "done":
-            out["video_url"] = f"/api/v1/video/{self.id}/video"
-            out["timeline_url"] = f"/api/v1/video/{self.id}/timeline.png"
-        return out

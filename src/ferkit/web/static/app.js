@@ -417,6 +417,8 @@ async function init() {
   for (const button of document.querySelectorAll(".tabs button")) {
     button.addEventListener("click", () => selectTab(button.dataset.tab));
   }
+  // the model menus never submit (no inline handler: the page's CSP allows its own script file only)
+  $("choices").addEventListener("submit", (e) => e.preventDefault());
   dropZone($("photo-drop"), $("photo-input"), recognisePhoto);
   dropZone($("video-drop"), $("video-input"), recogniseVideo);
   $("cam-toggle").addEventListener("click", () => (cam.running ? stopCamera() : startCamera()));
