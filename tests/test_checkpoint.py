@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ferkit.classifier.checkpoint import (FORMAT, V1_FORMAT, Checkpoint, ModelInfo, TrainingState, load_checkpoint,
-                                         save_checkpoint, slim)
+from ferkit.classifier.checkpoint import (
+    FORMAT,
+    V1_FORMAT,
+    Checkpoint,
+    ModelInfo,
+    TrainingState,
+    load_checkpoint,
+    save_checkpoint,
+    slim,
+)
 from ferkit.classifier.onnx_classifier import OnnxClassifier
 from ferkit.classifier.protocol import Classifier
 from ferkit.classifier.shipped import shipped_models

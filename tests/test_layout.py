@@ -20,7 +20,8 @@ PACKAGE = REPO / "src" / "ferkit"
 
 # Lowest first. A subpackage (or top-level module) may import only from layers below its own.
 LAYERS = (
-    ("errors", "labels", "version", "records"),      # foundations: no ferkit imports but these
+    ("errors", "labels", "version"),                 # foundations: import no other ferkit module
+    ("records", "files", "sessions"),                # the face record; the user's files; ONNX Runtime sessions
     ("media", "vision", "models", "render"),         # pixels in and out, architectures, drawing
     ("data", "classifier"),                          # data sets; checkpoints and the classifier back-ends
     ("evaluate",),                                   # metrics, calibration, robustness, reports

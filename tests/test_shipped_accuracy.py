@@ -1,7 +1,9 @@
 """The regression guard: every shipped model, scored on PrivateTest exactly as `ferkit evaluate` scores it, may not
 fall more than half a point below the figure docs/results.md records for it (its "Shipped models" table). A
 FER+ model may have a second row, labels "ferplus strict", for the FER+ authors' test protocol
-(`ferkit evaluate --ferplus-test strict`).
+(`ferkit evaluate --ferplus-test strict`). A row whose model reads "`NAME` int8" is the model's INT8 graph in ONNX
+Runtime (`--backend onnx --precision int8`), what recognition runs; its recorded figure may not be more than 0.3
+point under its fp32 row's.
 
 Needs the real FER2013 file (skips with the usual message without it). Each distinct face is scored once per
 model: the strict FER+ row's faces are among the plurality row's (measured on a 2-core AMD EPYC without AVX-512,
@@ -24,16 +26,17 @@ TOLERANCE = 0.005
 
 
 def recorded_figures(text: str) -> dict[tuple[str, str], dict]:
-    """(`name`, labels) → {labels, tta, accuracy} from the rows of the '## Shipped models' table."""
+    """(name, labels) → {labels, tta, accuracy} from the rows of the '## Shipped models' table; name is the model's
+    (`default`) or, for its INT8 graph, the model's and " int8" (`default` int8)."""
     section = re.search(r"^## Shipped models\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     if section is None:
         return {}
     figures = {}
     for line in section.group(1).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        match = re.fullmatch(r"`([\w.-]+)`", cells[0]) if len(cells) >= 4 else None
+        match = re.fullmatch(r"`([\w.-]+)`( int8)?", cells[0]) if len(cells) >= 4 else None
         if match:
-            figures[match.group(1), cells[1]] = {"labels": cells[1], "tta": cells[2],
+            figures[match.group(1) + (match.group(2) or ""), cells[1]] = {"labels": cells[1], "tta": cells[2],
                                                  "accuracy": float(cells[3].strip("*"))}
     return figures
 
@@ -44,10 +47,19 @@ def guarded_rows() -> list[tuple[str, str]]:
     return sorted(rows | {(name, "") for name in shipped_models() if not any(r[0] == name for r in rows)})
 
 
-def test_results_md_records_every_shipped_model():
+def test_results_md_records_every_shipped_model_and_its_int8_graph():
     figures = recorded_figures(RESULTS.read_text())
-    missing = sorted(set(shipped_models()) - {name for name, _ in figures})
+    wanted = set(shipped_models()) | {f"{name} int8" for name in shipped_models()}
+    missing = sorted(wanted - {name for name, _ in figures})
     assert not missing, f"shipped models with no PrivateTest figure in docs/results.md: {missing}"
+
+
+def test_each_int8_graph_is_within_0_3_point_of_its_fp32_graph():
+    figures = recorded_figures(RESULTS.read_text())
+    for (name, labels), row in figures.items():
+        if name.endswith(" int8"):
+            fp32 = figures[name.split()[0], labels]["accuracy"]
+            assert row["accuracy"] >= fp32 - 0.003, f"{name} ({labels}): {row['accuracy']} against fp32 {fp32}"
 
 
 def test_the_table_parser_reads_rows_and_ignores_the_rest():
@@ -55,11 +67,13 @@ def test_the_table_parser_reads_rows_and_ignores_the_rest():
             "| --- | --- | --- | --- | --- |\n"
             "| `default` | fer2013 | flip | **0.6807** | `ferkit evaluate ...` |\n"
             "| `ferplus` | ferplus | flip | 0.8378 | `ferkit evaluate ...` |\n"
+            "| `ferplus` int8 | ferplus | flip | 0.8370 | `ferkit evaluate ... --precision int8` |\n"
             "| `ferplus` | ferplus strict | flip | 0.8725 | `ferkit evaluate ... --ferplus-test strict` |\n"
             "\n## Next\n| `other` | x | y | 0.1 | z |\n")
     assert recorded_figures(text) == {
         ("default", "fer2013"): {"labels": "fer2013", "tta": "flip", "accuracy": 0.6807},
         ("ferplus", "ferplus"): {"labels": "ferplus", "tta": "flip", "accuracy": 0.8378},
+        ("ferplus int8", "ferplus"): {"labels": "ferplus", "tta": "flip", "accuracy": 0.8370},
         ("ferplus", "ferplus strict"): {"labels": "ferplus strict", "tta": "flip", "accuracy": 0.8725}}
 
 
@@ -80,8 +94,12 @@ class RememberingClassifier:
 
 @functools.lru_cache(maxsize=None)
 def shipped_classifier(name: str) -> RememberingClassifier:
+    """`name` in PyTorch, or, for "NAME int8", its INT8 graph in ONNX Runtime."""
+    from ferkit.classifier.onnx_classifier import OnnxClassifier
     from ferkit.classifier.torch_classifier import TorchClassifier
 
+    if name.endswith(" int8"):
+        return RememberingClassifier(OnnxClassifier.load(name.split()[0], precision="int8"))
     return RememberingClassifier(TorchClassifier.load(name))
 
 

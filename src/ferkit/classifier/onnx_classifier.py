@@ -5,6 +5,11 @@ folder / checkpoint: then the checkpoint is exported once and the .onnx kept in 
 ``$FERKIT_CACHE/onnx/<checkpoint sha256>.onnx`` (default ``~/.cache/ferkit``), so later loads need neither the
 export nor torch. A shipped model with a ready ``weights/NAME.onnx`` beside its .pt whose metadata names the
 .pt's sha256 is used directly.
+
+Precision: ``int8`` runs the quantised graph ``NAME.int8.onnx`` beside the checkpoint (``ferkit quantize`` makes
+it; the shipped models have theirs), ``fp32`` the exported one, and ``auto`` the INT8 graph where it is the faster
+(ferkit.sessions.uses_int8_by_default) and there is one. (The face detector's own ``auto`` is fp32: see
+ferkit.vision.detect.)
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ import numpy as np
 
 from ferkit.classifier.tta import check_tta, tta_views_numpy
 from ferkit.errors import FerkitError
+from ferkit.sessions import open_session, uses_int8_by_default
 from ferkit.vision.crop import normalise_numpy
+
+PRECISIONS = ("auto", "fp32", "int8")
 
 
 def onnx_cache_dir() -> Path:
@@ -29,6 +37,27 @@ def _read_metadata(path: Path) -> dict:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def int8_path_for(checkpoint: Path) -> Path:
+    """Where a checkpoint's INT8 graph lives: beside it, NAME.int8.onnx."""
+    return checkpoint.with_name(f"{checkpoint.stem}.int8.onnx")
+
+
+def int8_for_checkpoint(name_or_path) -> Path | None:
+    """The INT8 graph beside a checkpoint, if there is one and it was made from this very checkpoint."""
+    from ferkit.classifier.export import file_sha256
+    from ferkit.classifier.shipped import resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(name_or_path)
+    path = int8_path_for(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        meta = _read_metadata(path)
+    except Exception:  # noqa: BLE001 - a damaged file is as good as none
+        return None
+    return path if meta.get("checkpoint_sha256") == file_sha256(checkpoint) else None
 
 
 def onnx_for_checkpoint(name_or_path) -> Path:
@@ -54,19 +83,9 @@ def onnx_for_checkpoint(name_or_path) -> Path:
 class OnnxClassifier:
     """Expression classifier on 48×48 uint8 crops in ONNX Runtime; flip TTA runs as one doubled batch."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
-        import onnxruntime as ort
-
+    def __init__(self, path: str | Path, threads: int | None = None, device: str = "auto"):
         path = Path(path)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for unreadable files
-            raise FerkitError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+        self.session = open_session(path, threads, device)
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         if "labels" not in meta:
             raise FerkitError(f"{path}: not a ferkit ONNX model (no labels in its metadata)")
@@ -76,18 +95,30 @@ class OnnxClassifier:
         self.arch = meta.get("arch", "")
         # the calibration temperature is part of the graph (export divides the logits by it); recorded here
         self.temperature = float(meta.get("temperature", 1.0))
+        self.precision = meta.get("precision", "fp32")
         self.metadata = meta
         self.source = str(path)
         self.input_name = self.session.get_inputs()[0].name
 
     @classmethod
-    def load(cls, name_or_path="default", threads: int | None = None) -> "OnnxClassifier":
+    def load(cls, name_or_path="default", threads: int | None = None, precision: str = "auto",
+             device: str = "auto") -> "OnnxClassifier":
+        """A shipped name, run folder or checkpoint at the given precision, or an .onnx file as it is."""
+        if precision not in PRECISIONS:
+            raise FerkitError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         path = Path(str(name_or_path))
         if path.suffix.lower() == ".onnx":
             if not path.is_file():
                 raise FerkitError(f"{path}: no such file")
-            return cls(path, threads)
-        return cls(onnx_for_checkpoint(name_or_path), threads)
+            return cls(path, threads, device)
+        if precision != "fp32":
+            int8 = int8_for_checkpoint(name_or_path)
+            if int8 is None and precision == "int8":
+                raise FerkitError(f"{name_or_path}: no INT8 graph beside its checkpoint; make one with "
+                                  f"`ferkit quantize --model {name_or_path} --data FER2013.csv`")
+            if int8 is not None and (precision == "int8" or uses_int8_by_default(device)):
+                return cls(int8, threads, device)
+        return cls(onnx_for_checkpoint(name_or_path), threads, device)
 
     def predict_proba(self, crops: np.ndarray, tta=None, batch_size: int = 256) -> np.ndarray:
         """uint8 N×48×48 crops → float32 N×classes probabilities (the mean over TTA views)."""

@@ -29,17 +29,21 @@ class Classifier(Protocol):
         """uint8 N×48×48 crops → float32 N×classes probabilities; tta None: the model's own."""
 
 
-def load_classifier(model="default", backend: str = "onnx", threads: int | None = None) -> Classifier:
-    """A classifier from a shipped name, run folder, checkpoint or .onnx file (or a classifier, returned as is)."""
+def load_classifier(model="default", backend: str = "onnx", threads: int | None = None, precision: str = "auto",
+                    device: str = "auto") -> Classifier:
+    """A classifier from a shipped name, run folder, checkpoint or .onnx file (or a classifier, returned as is).
+    precision and device choose the ONNX Runtime graph and provider (ferkit.classifier.onnx_classifier)."""
     if not isinstance(model, (str, Path)):
         return model
     if backend == "onnx":
         from ferkit.classifier.onnx_classifier import OnnxClassifier
 
-        return OnnxClassifier.load(model, threads=threads)
+        return OnnxClassifier.load(model, threads=threads, precision=precision, device=device)
     if backend == "torch":
         if Path(str(model)).suffix.lower() == ".onnx":
             raise FerkitError("an .onnx model runs only with the onnx backend")
+        if precision == "int8":
+            raise FerkitError("INT8 graphs run in ONNX Runtime: use the onnx backend for --precision int8")
         from ferkit.classifier.torch_classifier import TorchClassifier
 
         return TorchClassifier.load(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def tta_argument(text: str) -> list[str]:
@@ -13,3 +14,35 @@ def tta_argument(text: str) -> list[str]:
         return parse_tta(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_skip_bad_rows(parser) -> None:
+    """--skip-bad-rows, on every command that reads a csv (a bad row otherwise stops it, naming the line)."""
+    parser.add_argument("--skip-bad-rows", action="store_true", default=None,
+                        help="skip malformed csv rows (and say how many, at which lines) instead of stopping")
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1, checked while parsing."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def note(line: str) -> None:
+    """A side remark (what was skipped, say) on stderr, so that stdout keeps only the results."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def add_runtime_options(parser) -> None:
+    """--precision and --device: which ONNX Runtime graphs run recognition, and on which provider."""
+    parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                        help="auto (default: the classifier's INT8 graph where it is the faster, as on x86 CPUs; "
+                             "the face detector in fp32), fp32 or int8 (both)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "openvino"), default="auto",
+                        help="ONNX Runtime's provider: auto (CUDA if installed, else CPU), cpu, cuda (needs "
+                             "onnxruntime-gpu) or openvino (needs onnxruntime-openvino); falls back to the CPU")

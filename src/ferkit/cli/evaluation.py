@@ -6,9 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from ferkit.classifier.onnx_classifier import PRECISIONS
 from ferkit.classifier.protocol import BACKENDS
-from ferkit.cli.arguments import tta_argument
+from ferkit.cli.arguments import add_skip_bad_rows, note, tta_argument
 from ferkit.errors import FerkitError
+from ferkit.files import write_atomically
 from ferkit.labels import FERPLUS_TESTS, USAGES
 
 
@@ -24,21 +26,29 @@ def add_evaluate(sub) -> None:
                    help="FER+ models: score every face under its top-voted emotion (plurality, default), or only the "
                         "faces where one emotion holds more than half of the votes once single votes are dropped "
                         "(strict: the FER+ authors' test protocol, the one published FER+ figures use)")
+    p.add_argument("--backend", choices=BACKENDS, default="torch",
+                   help="torch (default: the checkpoint in PyTorch, as training scored it) or onnx (the graph "
+                        "recognition runs, at --precision)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="with --backend onnx: fp32, int8, or auto (what `ferkit predict` runs on this machine)")
+    add_skip_bad_rows(p)
     p.add_argument("--json", help="write the full report as JSON here")
     p.add_argument("--confusion", help="write the normalised confusion matrix PNG here")
     p.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args) -> int:
-    from ferkit.classifier.torch_classifier import TorchClassifier
+    from ferkit.classifier.protocol import load_classifier
     from ferkit.evaluate.scoring import evaluate_classifier, evaluation_data
     from ferkit.render.confusion import plot_confusion
 
-    classifier = TorchClassifier.load(args.model)
-    faces = evaluation_data(args.data, args.split, classifier.labels, clean=args.clean, ferplus_test=args.ferplus_test)
+    classifier = load_classifier(args.model, args.backend, precision=args.precision)
+    faces = evaluation_data(args.data, args.split, classifier.labels, clean=args.clean, ferplus_test=args.ferplus_test,
+                            skip_bad_rows=bool(args.skip_bad_rows), log=note)
     report = evaluate_classifier(classifier, faces, tta=args.tta)
     report.update(model=str(args.model), checkpoint=classifier.source, data=str(args.data),
-                  split=args.split if faces.usage is not None else "all", clean=bool(args.clean))
+                  split=args.split if faces.usage is not None else "all", clean=bool(args.clean),
+                  backend=args.backend, precision=getattr(classifier, "precision", "fp32"))
     if "ferplus_test" in faces.info:
         report["ferplus_test"] = faces.info["ferplus_test"]
     print(f"{'class':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
@@ -46,11 +56,11 @@ def cmd_evaluate(args) -> int:
         print(f"{name:<10}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>9}")
     print(f"macro-F1 {report['macro_f1']:.4f}")
     protocol = f", FER+ {report['ferplus_test']} labels" if "ferplus_test" in report else ""
+    runtime = "PyTorch" if args.backend == "torch" else f"ONNX Runtime {report['precision']}"
     print(f"accuracy {report['accuracy']:.4f} on {report['count']} images ({report['split']}, "
-          f"TTA {','.join(report['tta']) or 'none'}{protocol})")
+          f"TTA {','.join(report['tta']) or 'none'}{protocol}, {runtime})")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_atomically(args.json, json.dumps(report, indent=2))
     confusion = args.confusion or (str(Path(args.json).with_suffix("")) + "_confusion.png" if args.json else None)
     if confusion:
         plot_confusion(confusion, report["confusion_matrix"], report["labels"],
@@ -92,6 +102,7 @@ def add_report(sub) -> None:
     p.add_argument("--clean", action="store_true", help="drop blank images from the splits")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_skip_bad_rows(p)
     p.set_defaults(func=cmd_report)
 
 
@@ -109,7 +120,8 @@ def cmd_report(args) -> int:
                               robustness_size=args.robustness_size,
                               robustness_seconds=args.robustness_seconds, perturbations=perturbations,
                               preprocess=preprocess, backend=args.backend, threads=args.threads, seed=args.seed,
-                              clean=args.clean, progress=args.progress, command="ferkit " + " ".join(sys.argv[1:]))
+                              clean=args.clean, progress=args.progress, command="ferkit " + " ".join(sys.argv[1:]),
+                              skip_bad_rows=bool(args.skip_bad_rows))
     except ValueError as exc:
         raise FerkitError(str(exc)) from None
     for r in result["models"]:
@@ -131,13 +143,17 @@ def add_calibrate(sub) -> None:
     p.add_argument("--split", default="PublicTest", help="split to fit on (default PublicTest; never PrivateTest)")
     p.add_argument("--out", help="write the calibrated checkpoint here instead of in place")
     p.add_argument("--subset", type=int, default=0, metavar="N", help="fit on a stratified sample of N images")
+    add_skip_bad_rows(p)
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(args) -> int:
     from ferkit.evaluate.calibration import calibrate_checkpoint
 
-    record = calibrate_checkpoint(args.model, args.data, split=args.split, out=args.out, subset=args.subset)
+    if args.subset < 0:
+        raise FerkitError(f"--subset must be 0 (all) or more, got {args.subset}")
+    record = calibrate_checkpoint(args.model, args.data, split=args.split, out=args.out, subset=args.subset,
+                                  skip_bad_rows=bool(args.skip_bad_rows))
     print(f"temperature {record['temperature']:.4f} (was {record['previous_temperature']:g}) fitted on "
           f"{record['count']} {record['split']} images: NLL {record['nll_before']:.4f} → {record['nll_after']:.4f}, "
           f"ECE {record['ece_before']:.4f} → {record['ece_after']:.4f}; written to {record['checkpoint']}")

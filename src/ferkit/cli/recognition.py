@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ferkit.classifier.protocol import BACKENDS
-from ferkit.cli.arguments import tta_argument
+from ferkit.cli.arguments import add_runtime_options, tta_argument
 from ferkit.errors import FerkitError
 
 
@@ -33,6 +33,7 @@ def add_predict(sub) -> None:
                    help="crop preprocessing: none, or a comma list of equalize, clahe, gamma, smooth")
     p.add_argument("--no-align", dest="align", action="store_false", help="do not rotate faces to level the eyes")
     p.add_argument("--backend", choices=BACKENDS, default="onnx", help="classifier runtime (default onnx)")
+    add_runtime_options(p)
     p.add_argument("--batch-size", type=int, default=32, help="images decoded and classified together")
     p.add_argument("--video-dir", default="ferkit-output", metavar="DIR",
                    help="where video results go (annotated mp4, frames CSV, timeline PNG, tracks JSON)")
@@ -102,6 +103,8 @@ def _cmd_predict(args) -> int:
         raise FerkitError("give image or video files, folders or patterns, or --camera INDEX_OR_URL")
     if args.batch_size < 1:
         raise FerkitError("--batch-size must be at least 1")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise FerkitError("--max-frames must be at least 1 (leave it out for every frame)")
     images, videos = _split_inputs(args.inputs)
     if args.inputs and not images and not videos:
         raise FerkitError("no images found in the given inputs")
@@ -111,14 +114,15 @@ def _cmd_predict(args) -> int:
     if args.crops:
         if videos or args.camera is not None:
             raise FerkitError("--crops takes image files only (each one face crop), not videos or a camera")
-        classifier = load_classifier(args.model, args.backend)
+        classifier = load_classifier(args.model, args.backend, precision=args.precision, device=args.device)
         labels = classifier.labels
         records, errors = predict_crop_files(images, classifier, tta=tta)
         if not args.quiet:
             _print_records(records)
     else:
         recognizer = Recognizer(args.model, detector=args.detector, threshold=args.threshold, min_face=args.min_face,
-                                preprocess=args.preprocess, tta=tta, align=args.align, backend=args.backend)
+                                preprocess=args.preprocess, tta=tta, align=args.align, backend=args.backend,
+                                precision=args.precision, device=args.device)
         labels = recognizer.labels
         if images:
             records += _predict_images(recognizer, images, args, errors, no_face)
@@ -205,7 +209,7 @@ def _predict_video(recognizer, path: Path, args, errors) -> list[dict]:
                                csv_path=out / f"{path.stem}.frames.csv",
                                timeline_path=out / f"{path.stem}.timeline.png",
                                summary_path=out / f"{path.stem}.tracks.json", max_frames=args.max_frames,
-                               progress=args.progress)
+                               progress=args.progress, keep_records=bool(args.json or args.csv))
     except FerkitError as exc:
         errors.append(str(exc))
         return []
@@ -240,7 +244,8 @@ def _predict_camera(recognizer, args) -> list[dict]:
                                csv_path=out / "camera.frames.csv" if out else None,
                                timeline_path=out / "camera.timeline.png" if out else None,
                                summary_path=out / "camera.tracks.json" if out else None, show=show,
-                               max_frames=args.max_frames, progress=False, on_frame=report)
+                               max_frames=args.max_frames, progress=False, on_frame=report,
+                               keep_records=bool(args.json or args.csv))
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
         return []
@@ -263,7 +268,17 @@ def add_serve(sub) -> None:
     p.add_argument("--max-megapixels", type=float, default=50.0,
                    help="largest image in megapixels, checked before decoding (default 50) → 413")
     p.add_argument("--max-video-frames", type=int, default=1800, help="frames recognised per video (default 1800)")
+    p.add_argument("--upload-memory-mb", type=float,
+                   help="upload bodies held in memory at once, in MB (default 8 x --max-upload-mb); "
+                        "more uploads get 503 before they are read")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let pages of this origin (e.g. http://localhost:3000) call the API; repeatable. Requests "
+                        "from other pages' origins get 403 (requests without an Origin, as curl's, are not affected)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this host name (e.g. behind a proxy, or a DNS name when bound to "
+                        "0.0.0.0; '*' for any); repeatable. Other Host headers get 400")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    add_runtime_options(p)
     p.set_defaults(func=cmd_serve)
 
 
@@ -276,7 +291,11 @@ def cmd_serve(args) -> int:
         raise FerkitError(f"--port must be within 0..65535, got {args.port}")
     if args.max_megapixels <= 0 or args.max_video_frames < 1:
         raise FerkitError("--max-megapixels and --max-video-frames must be positive")
+    if args.upload_memory_mb is not None and not args.upload_memory_mb > 0:
+        raise FerkitError("--upload-memory-mb must be positive")
     serve(host=args.host, port=args.port, log_level=args.log_level, model=args.model, detector=args.detector,
+          precision=args.precision, device=args.device,
           workers=args.workers, threads=args.threads, max_upload_mb=args.max_upload_mb,
-          max_pixels=int(args.max_megapixels * 1_000_000), max_video_frames=args.max_video_frames)
+          max_pixels=int(args.max_megapixels * 1_000_000), max_video_frames=args.max_video_frames,
+          upload_memory_mb=args.upload_memory_mb, allow_origins=args.allow_origin, allowed_hosts=args.allowed_host)
     return 0

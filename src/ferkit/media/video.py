@@ -6,6 +6,8 @@ truncated, no camera)."""
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from pathlib import Path
 
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # no FFmpeg chatter on stderr; failures become FerkitError
@@ -14,6 +16,9 @@ import cv2  # noqa: E402
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.files import check_input_file
+
+MAX_VIDEO_BYTES = 64 * 2**30  # hours of HD video; a larger "file" is a device or a mistake
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 
@@ -42,17 +47,19 @@ class VideoReader:
     """Frames of a video file, camera or stream: `for index, frame in reader` (BGR uint8).
 
     After iterating, `frames_read` holds the count and `truncated` tells whether a file stopped well before
-    the frame count in its header (a cut or damaged file whose start is readable)."""
+    the frame count in its header (a cut or damaged file whose start is readable).
 
-    def __init__(self, source, max_pixels: int = 50_000_000):
+    A file is decoded on a thread of its own, up to `prefetch` frames ahead, so that decoding overlaps whatever
+    the caller does with each frame (OpenCV releases the GIL while it decodes); a camera or stream is read as its
+    frames come, since frames waiting in a queue would only add latency."""
+
+    def __init__(self, source, max_pixels: int = 50_000_000, prefetch: int = 4):
         self.source = source
+        self.prefetch = prefetch
+        self._stop, self._reader = threading.Event(), None
         self.is_camera = isinstance(source, int) or (isinstance(source, str) and "://" in source)
         if not self.is_camera:
-            path = Path(source)
-            if not path.exists():
-                raise FerkitError(f"{path}: no such file")
-            if path.is_dir():
-                raise FerkitError(f"{path}: is a folder, not a video")
+            path = check_input_file(source, MAX_VIDEO_BYTES, "video")
             if path.stat().st_size == 0:
                 raise FerkitError(f"{path}: empty file")
             source = str(path)
@@ -90,18 +97,56 @@ class VideoReader:
         return self.frame_count is not None and self.frames_read < 0.9 * self.frame_count - 1
 
     def __iter__(self):
-        if self._first is not None:
-            frame, self._first = self._first, None
-            yield self.frames_read, frame
-            self.frames_read += 1
-        while True:
-            ok, frame = self.capture.read()
-            if not ok or frame is None:
-                break
+        frames = self._decoded() if self.prefetch and not self.is_camera else self._read_as_they_come()
+        for frame in frames:
             yield self.frames_read, frame
             self.frames_read += 1
 
+    def _read(self):
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        ok, frame = self.capture.read()
+        return frame if ok and frame is not None else None
+
+    def _read_as_they_come(self):
+        while (frame := self._read()) is not None:
+            yield frame
+
+    def _decoded(self):
+        """Frames decoded by a background thread, in order, at most `prefetch` ahead of the consumer."""
+        frames: queue.Queue = queue.Queue(maxsize=self.prefetch)
+
+        def put(item) -> bool:
+            while not self._stop.is_set():
+                try:
+                    frames.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def decode():
+            while (frame := self._read()) is not None and put(frame):
+                pass
+            put(None)
+
+        self._reader = threading.Thread(target=decode, name="ferkit-decode", daemon=True)
+        self._reader.start()
+        try:
+            while (frame := frames.get()) is not None:
+                yield frame
+        finally:
+            self._stop_reader()
+
+    def _stop_reader(self) -> None:
+        if self._reader is not None:
+            self._stop.set()
+            self._reader.join()
+            self._reader = None
+
     def close(self):
+        self._stop_reader()  # the decoding thread must be done with the capture before it is released
         self.capture.release()
 
     def __enter__(self):

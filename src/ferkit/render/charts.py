@@ -30,24 +30,34 @@ def probability_chart(record: dict, path, title: str | None = None) -> Path:
     return _save(plt, fig, path)
 
 
-def timeline_chart(rows: list[dict], labels, path, fps: float | None = None, max_tracks: int = 6,
+def series_from_records(rows: list[dict], labels) -> dict:
+    """track → (frame indices, probabilities frames × labels) from per-frame records ('frame', 'track',
+    'probabilities'), the form timeline_chart draws."""
+    by_track: dict = {}
+    for row in sorted(rows, key=lambda r: r["frame"]):
+        by_track.setdefault(row.get("track"), []).append(row)
+    return {t: (np.array([r["frame"] for r in items]), np.array([[r["probabilities"][k] for k in labels]
+                                                                  for r in items]))
+            for t, items in by_track.items()}
+
+
+def timeline_chart(series: dict, labels, path, fps: float | None = None, max_tracks: int = 6,
                    title: str | None = None) -> Path:
     """Per face track, the smoothed probability of every expression over time (one panel per track, the
-    longest tracks first). rows: per-frame records with 'frame', 'track' and 'probabilities'."""
+    longest tracks first). series: track → (frame indices, probabilities frames × labels)."""
     plt = pyplot()
-    by_track: dict = {}
-    for row in rows:
-        by_track.setdefault(row.get("track"), []).append(row)
-    tracks = sorted(by_track, key=lambda t: -len(by_track[t]))[:max_tracks]
+    if isinstance(series, list):  # per-frame records
+        series = series_from_records(series, labels)
+    tracks = sorted(series, key=lambda t: -len(series[t][0]))[:max_tracks]
     panels = max(1, len(tracks))
     fig, axes = plt.subplots(panels, 1, figsize=(8, 1.0 + 1.9 * panels), dpi=100, sharex=True, squeeze=False)
     for ax, track in zip(axes[:, 0], tracks):
-        items = sorted(by_track[track], key=lambda r: r["frame"])
-        t = np.array([r["frame"] for r in items], float)
+        frames, probabilities = series[track]
+        t = np.asarray(frames, float)
         if fps:
             t = t / fps
-        for label in labels:
-            ax.plot(t, [r["probabilities"][label] for r in items], label=label, color=_rgb(label), linewidth=1.4)
+        for k, label in enumerate(labels):
+            ax.plot(t, probabilities[:, k], label=label, color=_rgb(label), linewidth=1.4)
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"face #{track}" if track is not None else "face")
         ax.grid(alpha=0.3)

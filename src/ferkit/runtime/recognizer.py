@@ -29,19 +29,24 @@ class Recognizer:
     detector: back-end name (``retinaface``, ``haar``) or a FaceDetector. threshold / min_face: the detector's
     confidence threshold and smallest face side in pixels. preprocess: crop options from
     ferkit.vision.align (default none). tta: None for the model's own, [], ["flip"] or
-    ["flip", "shift"]. align: level the eyes.
+    ["flip", "shift"]. align: level the eyes. precision: "auto" (the classifier's INT8 graph where it is the
+    faster, see ferkit.sessions; the detector in fp32), "fp32" or "int8" (both). device: ONNX Runtime's
+    provider, "auto", "cpu", "cuda" or "openvino".
     """
 
     def __init__(self, model="default", detector=DEFAULT_DETECTOR, threshold: float | None = None,
                  min_face: int = 20, preprocess=None, tta=None, align: bool = True, backend: str = "onnx",
-                 threads: int | None = None, max_faces: int | None = None):
+                 threads: int | None = None, max_faces: int | None = None, precision: str = "auto",
+                 device: str = "auto"):
         kwargs = {"min_face": min_face}
         if threshold is not None:
             kwargs["threshold"] = threshold
-        if isinstance(detector, str) and detector == "retinaface" and threads:
-            kwargs["threads"] = threads
+        if isinstance(detector, str) and detector == "retinaface":
+            kwargs.update(precision="fp32" if backend == "torch" else precision, device=device)
+            if threads:
+                kwargs["threads"] = threads
         self.detector = create_detector(detector, **kwargs)
-        self.classifier = load_classifier(model, backend, threads)
+        self.classifier = load_classifier(model, backend, threads, precision=precision, device=device)
         self.labels = tuple(self.classifier.labels)
         self.tta = tta
         self.preprocess = check_preprocess(preprocess)
@@ -61,9 +66,18 @@ class Recognizer:
             from ferkit.media.images import decode_image
 
             return decode_image(bytes(image)), "<bytes>"
-        array = np.asarray(image)
+        try:
+            array = np.asarray(image)
+        except (TypeError, ValueError) as exc:  # ragged lists and other things that are no array
+            raise FerkitError(f"not an image: {type(image).__name__} ({exc})") from None
         if array.ndim not in (2, 3) or array.size == 0 or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
             raise FerkitError(f"unsupported image array of shape {array.shape}")
+        if array.dtype.kind not in "uif":  # bool, complex, object, strings: no pixels to speak of
+            raise FerkitError(f"unsupported image array of dtype {array.dtype}; give uint8 pixels (or uint16, float)")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise FerkitError("the image array holds NaN or infinite values")
+        if array.dtype in (np.uint32, np.uint64, np.float16):  # types OpenCV's conversions refuse
+            array = array.astype(np.float32)
         if rgb and array.ndim == 3 and array.shape[2] >= 3:
             import cv2
 

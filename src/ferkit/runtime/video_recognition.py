@@ -5,7 +5,10 @@ summary."""
 from __future__ import annotations
 
 import time
+from array import array
 from pathlib import Path
+
+import numpy as np
 
 from ferkit.media.video import VideoReader, VideoWriter
 from ferkit.records import smoothed_record
@@ -13,20 +16,40 @@ from ferkit.runtime.outputs import CsvWriter, write_json
 from ferkit.runtime.tracking import IouTracker
 
 
+class Timeline:
+    """Each track's smoothed probabilities per frame, kept compact (4 bytes a number) for the timeline chart, so
+    that a long video's memory grows by a few dozen bytes a face and frame, not by a record's kilobyte."""
+
+    def __init__(self):
+        self.frames: dict[int, array] = {}
+        self.probabilities: dict[int, array] = {}
+
+    def add(self, track: int, frame: int, probabilities) -> None:
+        self.frames.setdefault(track, array("i")).append(frame)
+        self.probabilities.setdefault(track, array("f")).extend(probabilities)
+
+    def series(self, classes: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """track → (frame indices, probabilities frames × classes)."""
+        return {t: (np.frombuffer(self.frames[t], np.int32),
+                    np.frombuffer(self.probabilities[t], np.float32).reshape(-1, classes)) for t in self.frames}
+
+
 def process_video(recognizer, source, out_video=None, csv_path=None, timeline_path=None, summary_path=None,
                   show: bool = False, max_frames: int | None = None, smoothing: float = 0.4, progress: bool = True,
-                  on_frame=None, window: str = "ferkit") -> dict:
+                  on_frame=None, window: str = "ferkit", keep_records: bool = True) -> dict:
     """Run the recognizer on every frame of source (a path, camera index or URL).
 
-    Returns {"source", "frames", "fps", "truncated", "records" (per face per frame, smoothed, with a track id),
-    "tracks" (per-track summary), "seconds"}. show: a live window (press q or Esc to stop)."""
+    Returns {"source", "frames", "fps", "truncated", "records" (per face per frame, smoothed, with a track id;
+    empty unless keep_records), "faces_seen", "timeline" (Timeline.series), "tracks" (per-track summary),
+    "seconds"}. show: a live window (press q or Esc to stop). Without keep_records, memory stays flat however
+    long the video: the CSV is streamed, and the timeline keeps only the numbers its chart draws."""
     import cv2
 
     from ferkit.render.overlay import draw_faces
 
     labels = recognizer.labels
     tracker = IouTracker(alpha=smoothing)
-    records = []
+    records, timeline, faces_seen = [], Timeline(), 0
     started = time.perf_counter()
     with VideoReader(source) as reader:
         writer = VideoWriter(out_video, reader.fps, (reader.width, reader.height)) if out_video else None
@@ -46,7 +69,11 @@ def process_video(recognizer, source, out_video=None, csv_path=None, timeline_pa
                                          [[r["probabilities"][k] for k in labels] for r in raw])
                 time_s = None if reader.is_camera else index / reader.fps
                 frame_records = [smoothed_record(r, tid, p, labels, time_s) for r, (tid, p) in zip(raw, tracked)]
-                records.extend(frame_records)
+                for track_id, probabilities in tracked:
+                    timeline.add(track_id, index, probabilities)
+                faces_seen += len(frame_records)
+                if keep_records:
+                    records.extend(frame_records)
                 if table:
                     table.write(frame_records)
                 if writer or show:
@@ -76,12 +103,13 @@ def process_video(recognizer, source, out_video=None, csv_path=None, timeline_pa
     if timeline_path:
         from ferkit.render.charts import timeline_chart
 
-        timeline_chart(records, labels, timeline_path, fps=None if isinstance(source, int) else fps,
+        timeline_chart(timeline.series(len(labels)), labels, timeline_path,
+                       fps=None if isinstance(source, int) else fps,
                        title=f"{Path(str(name)).name}: expressions per face over time")
     result = {"source": name, "frames": frames, "frame_count": frame_count, "fps": fps, "truncated": truncated,
               "tracks": summary,
               "seconds": round(time.perf_counter() - started, 3)}
     if summary_path:
         write_json({k: v for k, v in result.items()}, summary_path)
-    result["records"] = records
+    result.update(records=records, faces_seen=faces_seen, timeline=timeline.series(len(labels)))
     return result

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.sessions import open_session
 
 DETECTOR_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "detectors"
 DEFAULT_DETECTOR = "retinaface"
@@ -161,6 +162,10 @@ class RetinaFaceDetector(FaceDetector):
     Images are scaled so that the long side is at most max_side (default 640) before detection; when min_face
     is large, they are scaled further so the smallest wanted face still spans about 48 px (the smallest
     anchor is 16 px), which makes detection of big faces much faster.
+
+    precision: fp32 (also what "auto" means) or int8, the graph `ferkit quantize --detector` makes. On a 2-core
+    AVX2 EPYC the INT8 graph was no faster a 640×480 frame and found 76.5% of the faces of bench/detection.py
+    against 79.0% (docs/benchmarks.md), so it runs only when asked for.
     """
 
     MEAN = (104.0, 117.0, 123.0)
@@ -170,18 +175,22 @@ class RetinaFaceDetector(FaceDetector):
     SMALLEST_FACE = 48  # px: the smallest wanted face (min_face) is kept at least this big at detection scale
 
     def __init__(self, threshold: float = 0.6, min_face: int = 20, max_side: int | None = 640,
-                 nms_threshold: float = 0.4, threads: int | None = None, model_path: str | Path | None = None):
+                 nms_threshold: float = 0.4, threads: int | None = None, model_path: str | Path | None = None,
+                 precision: str = "auto", device: str = "auto"):
         super().__init__(threshold, min_face)
-        import onnxruntime as ort
-
-        path = Path(model_path) if model_path else DETECTOR_WEIGHTS / "retinaface_mnet025.onnx"
+        if precision not in ("auto", "fp32", "int8"):
+            raise FerkitError(f"unknown precision {precision!r}; choose from auto, fp32, int8")
+        int8 = DETECTOR_WEIGHTS / "retinaface_mnet025.int8.onnx"
+        if model_path:
+            path = Path(model_path)
+        elif precision == "int8":  # auto stays fp32: INT8 saved no time and cost recall (docs/benchmarks.md)
+            path = int8
+        else:
+            path = DETECTOR_WEIGHTS / "retinaface_mnet025.onnx"
         if not path.is_file():
             raise FerkitError(f"face detector weights missing: {path} (reinstall ferkit)")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(path, threads, device)
+        self.precision = "int8" if path.name.endswith(".int8.onnx") else "fp32"
         self.max_side = max_side
         self.nms_threshold = nms_threshold
         self._priors: dict[tuple[int, int], np.ndarray] = {}
@@ -208,7 +217,8 @@ class RetinaFaceDetector(FaceDetector):
             self._priors[key] = np.concatenate(parts).astype(np.float32)
         return self._priors[key]
 
-    def _detect(self, bgr: np.ndarray):
+    def prepare(self, bgr: np.ndarray) -> tuple[np.ndarray, float]:
+        """(the network's input blob, the scale it was resized by) for a BGR image."""
         height, width = bgr.shape[:2]
         scale = self.scale_for(height, width)
         if scale < 1.0:
@@ -217,7 +227,11 @@ class RetinaFaceDetector(FaceDetector):
         else:
             small, scale = bgr, 1.0
         sh, sw = small.shape[:2]
-        blob = cv2.dnn.blobFromImage(small, 1.0, (sw, sh), self.MEAN, swapRB=False, crop=False)
+        return cv2.dnn.blobFromImage(small, 1.0, (sw, sh), self.MEAN, swapRB=False, crop=False), scale
+
+    def _detect(self, bgr: np.ndarray):
+        blob, scale = self.prepare(bgr)
+        sh, sw = blob.shape[2:]
         loc, conf, marks = self.session.run(None, {"input": blob})
         scores = conf[0, :, 1]
         keep = np.flatnonzero(scores >= min(self.threshold, 0.99))
