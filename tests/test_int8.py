@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from conftest import skimage_crops
 
-from ferkit.classifier.export import file_sha256
 from ferkit.classifier.onnx_classifier import OnnxClassifier, int8_for_checkpoint
 from ferkit.classifier.shipped import shipped_models
 from ferkit.cli import main
 from ferkit.errors import FerkitError
+from ferkit.files import file_sha256
 from ferkit.sessions import uses_int8_by_default
 from ferkit.testing.media import (
     astronaut,

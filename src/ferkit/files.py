@@ -3,6 +3,8 @@ hangs, a device that never ends, or a file too big to hold), and outputs appear 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from pathlib import Path
 
@@ -40,3 +42,24 @@ def write_atomically(path: str | Path, data: bytes | str) -> Path:
             pass
         raise FerkitError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return path
+
+
+def cache_dir() -> Path:
+    """Where ferkit keeps what it can make again (parsed data, exported graphs): $FERKIT_CACHE or ~/.cache/ferkit."""
+    return Path(os.environ.get("FERKIT_CACHE") or Path.home() / ".cache" / "ferkit")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The file's sha256, computed once per version of the file: checkpoints are hashed on every model load (to
+    match them with their ONNX graphs), and a checkpoint is 10 MB, the FER2013 csv 90."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()

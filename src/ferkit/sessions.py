@@ -9,12 +9,14 @@ of the other for the cores: turning it off took a 4-face frame from 37–64 ms t
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
 from ferkit.errors import FerkitError
 
 DEVICES = ("auto", "cpu", "cuda", "openvino")
+PRECISIONS = ("auto", "fp32", "int8")  # the graphs recognition runs: auto picks per model and machine
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
 PACKAGES = {"cuda": "onnxruntime-gpu", "openvino": "onnxruntime-openvino"}
 _warned: set[str] = set()
@@ -59,6 +61,7 @@ def open_session(path: str | Path, threads: int | None = None, device: str = "au
         raise FerkitError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
 
 
+@functools.lru_cache(maxsize=None)
 def uses_int8_by_default(device: str = "auto") -> bool:
     """Whether INT8 graphs are the faster choice here: on the CPU provider of an x86 CPU with AVX2 (int8 dot
     products; VNNI makes them faster still), not on a GPU provider, where fp32 kernels are the fast path."""

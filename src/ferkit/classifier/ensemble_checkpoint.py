@@ -17,8 +17,8 @@ from ferkit.models.ensemble import ARCH, Ensemble
 def make_ensemble(sources: list[str], tta: list[str] | None = None) -> Checkpoint:
     """The checkpoint of the ensemble of `sources` (shipped names, run folders or checkpoint files). TTA: as
     given, else the members' own if they all agree."""
-    from ferkit.classifier.export import file_sha256
     from ferkit.classifier.torch_classifier import TorchClassifier
+    from ferkit.files import file_sha256
 
     if len(sources) < 2:
         raise FerkitError("an ensemble needs at least two members")

@@ -10,7 +10,6 @@ so an .onnx file is usable on its own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -19,19 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.files import file_sha256
 
 TOLERANCE = 1e-4
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _verification_batch(count: int = 16) -> np.ndarray:

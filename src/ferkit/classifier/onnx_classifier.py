@@ -15,21 +15,19 @@ ferkit.vision.detect.)
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from ferkit.classifier.tta import check_tta, tta_views_numpy
 from ferkit.errors import FerkitError
-from ferkit.sessions import open_session, uses_int8_by_default
+from ferkit.files import cache_dir, file_sha256
+from ferkit.sessions import PRECISIONS, open_session, uses_int8_by_default
 from ferkit.vision.crop import normalise_numpy
-
-PRECISIONS = ("auto", "fp32", "int8")
 
 
 def onnx_cache_dir() -> Path:
-    return Path(os.environ.get("FERKIT_CACHE") or Path.home() / ".cache" / "ferkit") / "onnx"
+    return cache_dir() / "onnx"
 
 
 def _read_metadata(path: Path) -> dict:
@@ -46,7 +44,6 @@ def int8_path_for(checkpoint: Path) -> Path:
 
 def int8_for_checkpoint(name_or_path) -> Path | None:
     """The INT8 graph beside a checkpoint, if there is one and it was made from this very checkpoint."""
-    from ferkit.classifier.export import file_sha256
     from ferkit.classifier.shipped import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(name_or_path)
@@ -62,7 +59,7 @@ def int8_for_checkpoint(name_or_path) -> Path | None:
 
 def onnx_for_checkpoint(name_or_path) -> Path:
     """The .onnx for a checkpoint: shipped beside it, else cached, else exported now into the cache."""
-    from ferkit.classifier.export import export_onnx, file_sha256
+    from ferkit.classifier.export import export_onnx
     from ferkit.classifier.shipped import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(name_or_path)
@@ -111,14 +108,30 @@ class OnnxClassifier:
             if not path.is_file():
                 raise FerkitError(f"{path}: no such file")
             return cls(path, threads, device)
-        if precision != "fp32":
-            int8 = int8_for_checkpoint(name_or_path)
-            if int8 is None and precision == "int8":
+        from ferkit.classifier.shipped import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(name_or_path)
+        if precision == "int8" or (precision == "auto" and uses_int8_by_default(device)):
+            int8 = cls._made_from(int8_path_for(checkpoint), checkpoint, threads, device)
+            if int8 is not None:
+                return int8
+            if precision == "int8":
                 raise FerkitError(f"{name_or_path}: no INT8 graph beside its checkpoint; make one with "
                                   f"`ferkit quantize --model {name_or_path} --data FER2013.csv`")
-            if int8 is not None and (precision == "int8" or uses_int8_by_default(device)):
-                return cls(int8, threads, device)
-        return cls(onnx_for_checkpoint(name_or_path), threads, device)
+        beside = cls._made_from(checkpoint.with_suffix(".onnx"), checkpoint, threads, device)
+        return beside or cls(onnx_for_checkpoint(checkpoint), threads, device)
+
+    @classmethod
+    def _made_from(cls, path: Path, checkpoint: Path, threads, device) -> "OnnxClassifier | None":
+        """The classifier of the graph at `path` if there is one and it was made from this very checkpoint (its
+        metadata names the checkpoint's sha256), else None: one session, opened once."""
+        if not path.is_file():
+            return None
+        try:
+            classifier = cls(path, threads, device)
+        except FerkitError:  # a damaged or foreign file: as good as none
+            return None
+        return classifier if classifier.metadata.get("checkpoint_sha256") == file_sha256(checkpoint) else None
 
     def predict_proba(self, crops: np.ndarray, tta=None, batch_size: int = 256) -> np.ndarray:
         """uint8 N×48×48 crops → float32 N×classes probabilities (the mean over TTA views)."""

@@ -40,9 +40,11 @@ def note(line: str) -> None:
 
 def add_runtime_options(parser) -> None:
     """--precision and --device: which ONNX Runtime graphs run recognition, and on which provider."""
-    parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+    from ferkit.sessions import DEVICES, PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto (default: the classifier's INT8 graph where it is the faster, as on x86 CPUs; "
                              "the face detector in fp32), fp32 or int8 (both)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "openvino"), default="auto",
+    parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="ONNX Runtime's provider: auto (CUDA if installed, else CPU), cpu, cuda (needs "
                              "onnxruntime-gpu) or openvino (needs onnxruntime-openvino); falls back to the CPU")

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("FERKIT_CACHE") or Path.home() / ".cache" / "ferkit")
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+from ferkit.files import cache_dir, file_sha256
 
 
 def cache_path(kind: str, source: str | os.PathLike, variant: str = "") -> Path:

@@ -73,7 +73,7 @@ class _Rows:
 
 
 def parse_fer2013(data: bytes, name: str = "<csv>", skip_bad_rows: bool = False) -> dict:
-    lines = data[len(BOM):].split(b"\n") if data.startswith(BOM) else data.split(b"\n")
+    lines = data.split(b"\n")
     columns = [c.strip().strip(b'"').decode("utf-8", "replace") for c in lines[0].rstrip(b"\r").split(b",")]
     if "pixels" not in columns:
         raise FerkitError(f"{name}, line 1: header {','.join(columns)!r} has no 'pixels' column "

@@ -20,12 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferkit.classifier.export import file_sha256
 from ferkit.classifier.onnx_classifier import OnnxClassifier, int8_path_for, onnx_for_checkpoint
 from ferkit.classifier.shipped import resolve_checkpoint
 from ferkit.classifier.tta import check_tta, tta_views_numpy
 from ferkit.errors import FerkitError
-from ferkit.files import write_atomically
+from ferkit.files import file_sha256, write_atomically
 from ferkit.vision.crop import normalise_numpy
 
 CALIBRATION_FACES = 1024  # Training faces for a classifier (the result moved by < 0.1 point from 512 to 2048)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.sessions import open_session
+from ferkit.sessions import PRECISIONS, open_session
 
 DETECTOR_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "detectors"
 DEFAULT_DETECTOR = "retinaface"
@@ -178,8 +178,8 @@ class RetinaFaceDetector(FaceDetector):
                  nms_threshold: float = 0.4, threads: int | None = None, model_path: str | Path | None = None,
                  precision: str = "auto", device: str = "auto"):
         super().__init__(threshold, min_face)
-        if precision not in ("auto", "fp32", "int8"):
-            raise FerkitError(f"unknown precision {precision!r}; choose from auto, fp32, int8")
+        if precision not in PRECISIONS:
+            raise FerkitError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         int8 = DETECTOR_WEIGHTS / "retinaface_mnet025.int8.onnx"
         if model_path:
             path = Path(model_path)
