@@ -48,3 +48,20 @@ def add_runtime_options(parser) -> None:
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="ONNX Runtime's provider: auto (CUDA if installed, else CPU), cpu, cuda (needs "
                              "onnxruntime-gpu) or openvino (needs onnxruntime-openvino); falls back to the CPU")
+
+
+def add_recognition_options(parser) -> None:
+    """The model and face options of every command that finds faces in photos and videos (predict, batch)."""
+    from ferkit.classifier.protocol import BACKENDS
+
+    parser.add_argument("--model", default="default", help="shipped model name, run folder, checkpoint or .onnx file")
+    parser.add_argument("--tta", type=tta_argument, metavar="MODES",
+                        help="test-time augmentation: none, flip, shift or flip,shift (default: the model's own)")
+    parser.add_argument("--detector", default="retinaface", help="face detector back-end: retinaface (default) or haar")
+    parser.add_argument("--threshold", type=float, help="face detection confidence threshold (0..1)")
+    parser.add_argument("--min-face", type=int, default=20, help="smallest face side in pixels (default 20)")
+    parser.add_argument("--preprocess", default="none",
+                        help="crop preprocessing: none, or a comma list of equalize, clahe, gamma, smooth")
+    parser.add_argument("--no-align", dest="align", action="store_false", help="do not rotate faces to level the eyes")
+    parser.add_argument("--backend", choices=BACKENDS, default="onnx", help="classifier runtime (default onnx)")
+    add_runtime_options(parser)

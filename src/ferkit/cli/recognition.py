@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ferkit.classifier.protocol import BACKENDS
-from ferkit.cli.arguments import add_runtime_options, tta_argument
+from ferkit.cli.arguments import add_recognition_options, add_runtime_options
 from ferkit.errors import FerkitError
 
 
@@ -17,23 +16,14 @@ def add_predict(sub) -> None:
                     "glob patterns are processed in batches; videos give an annotated video, a per-frame CSV, a "
                     "timeline PNG and a per-face-track summary. With --crops each image is taken as one face crop "
                     "(no detection).")
-    p.add_argument("inputs", nargs="*", help="image or video files, folders or glob patterns")
-    p.add_argument("--model", default="default", help="shipped model name, run folder, checkpoint or .onnx file")
-    p.add_argument("--tta", type=tta_argument, metavar="MODES",
-                   help="test-time augmentation: none, flip, shift or flip,shift (default: the model's own)")
+    p.add_argument("inputs", nargs="*",
+                   help="image or video files, folders, glob patterns, or @LIST.txt (one path a line)")
     p.add_argument("--json", help="write one record per face as JSON here")
     p.add_argument("--csv", help="write one row per face as CSV here")
     p.add_argument("--annotate", metavar="DIR", help="write annotated images and per-face probability charts here")
     p.add_argument("--crops", action="store_true", help="each image is already one face crop: no detection")
     p.add_argument("--camera", metavar="INDEX_OR_URL", help="run live on a camera index (0) or a stream URL")
-    p.add_argument("--detector", default="retinaface", help="face detector back-end: retinaface (default) or haar")
-    p.add_argument("--threshold", type=float, help="face detection confidence threshold (0..1)")
-    p.add_argument("--min-face", type=int, default=20, help="smallest face side in pixels (default 20)")
-    p.add_argument("--preprocess", default="none",
-                   help="crop preprocessing: none, or a comma list of equalize, clahe, gamma, smooth")
-    p.add_argument("--no-align", dest="align", action="store_false", help="do not rotate faces to level the eyes")
-    p.add_argument("--backend", choices=BACKENDS, default="onnx", help="classifier runtime (default onnx)")
-    add_runtime_options(p)
+    add_recognition_options(p)
     p.add_argument("--batch-size", type=int, default=32, help="images decoded and classified together")
     p.add_argument("--video-dir", default="ferkit-output", metavar="DIR",
                    help="where video results go (annotated mp4, frames CSV, timeline PNG, tracks JSON)")
@@ -42,33 +32,6 @@ def add_predict(sub) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="do not print one line per face")
     p.set_defaults(func=cmd_predict)
-
-
-def _split_inputs(inputs):
-    """(image paths, video paths) from files, folders and patterns; unknown files count as images so that
-    reading them reports the problem."""
-    import glob as globmod
-
-    from ferkit.media.inputs import expand_inputs
-    from ferkit.media.video import is_video_path
-
-    images, videos = [], []
-    for item in inputs:
-        text = str(item)
-        if any(ch in text for ch in "*?[") and not Path(text).exists():
-            videos += [Path(m) for m in sorted(globmod.glob(text, recursive=True)) if is_video_path(m)]
-            found = expand_inputs([text])
-            if videos and len(found) == 1 and not found[0].exists():
-                continue  # the pattern matched videos only
-            images += found
-        elif Path(text).is_dir():
-            images += expand_inputs([text])
-            videos += sorted(p for p in Path(text).rglob("*") if p.is_file() and is_video_path(p))
-        elif is_video_path(text):
-            videos.append(Path(text))
-        else:
-            images.append(Path(text))
-    return images, videos
 
 
 def _print_records(records) -> None:
@@ -95,6 +58,7 @@ def cmd_predict(args) -> int:
 
 def _cmd_predict(args) -> int:
     from ferkit.classifier.protocol import load_classifier
+    from ferkit.media.inputs import split_inputs
     from ferkit.runtime.precropped import predict_crop_files
     from ferkit.runtime.recognizer import Recognizer
 
@@ -105,7 +69,7 @@ def _cmd_predict(args) -> int:
         raise FerkitError("--batch-size must be at least 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise FerkitError("--max-frames must be at least 1 (leave it out for every frame)")
-    images, videos = _split_inputs(args.inputs)
+    images, videos = split_inputs(args.inputs)
     if args.inputs and not images and not videos:
         raise FerkitError("no images found in the given inputs")
     records, errors, no_face = [], [], []
