@@ -6,7 +6,9 @@ Each command runs as a user runs it (a new process: start-up, model loading and 
 640×480 frames (ferkit.testing.media: the astronaut moving, the four-face frame, a photo without a face) written
 as JPEG photos and as mp4 videos. Figures: wall seconds, faces/s over the photos, video frames/s over the videos,
 and each batch run's ratio to `ferkit predict` measured in the same sitting; then the fixed cost of a batch job
-(one photo: Ray's start, a worker's models) against predict's. Run it on an idle machine.
+(one photo: Ray's start, a worker's models) against predict's; then what each stage costs one core (CPU ms:
+video decode at 480p, 720p, 1080p; detection; align and crop; classification per face), the figures of
+docs/scale.md's plan. Run it on an idle machine.
 """
 
 from __future__ import annotations
@@ -89,6 +91,34 @@ def decode_cpu_ms(folder: Path, frames: int = 90) -> dict:
     return costs
 
 
+def stage_cpu_ms(models=("default", "fast"), repeats: int = 20) -> dict:
+    """CPU ms per call of each recognition stage with one ONNX Runtime thread (the cost per core), on a one-face
+    frame at 640×480 and at 1080p (the detector scales the long side to 640 first)."""
+    import cv2
+
+    from ferkit.runtime.recognizer import Recognizer
+    from ferkit.testing.media import one_face_frame
+
+    def cpu_ms(fn) -> float:
+        fn()
+        started = time.process_time()
+        for _ in range(repeats):
+            fn()
+        return round((time.process_time() - started) * 1000 / repeats, 2)
+
+    costs = {}
+    for model in models:
+        recognizer = Recognizer(model, threads=1)
+        for name, frame in (("480p", one_face_frame()), ("1080p", cv2.resize(one_face_frame(), (1920, 1080)))):
+            faces = recognizer.detect(frame)
+            crops = recognizer.crops(frame, faces)
+            costs.setdefault("detect", {})[name] = cpu_ms(lambda: recognizer.detect(frame))
+            costs.setdefault("align_crop", {})[name] = cpu_ms(lambda: recognizer.crops(frame, faces))
+        precision = recognizer.classifier.precision
+        costs.setdefault("classify_per_face", {})[f"{model} {precision}"] = cpu_ms(lambda: recognizer.classify(crops))
+    return costs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=400)
@@ -96,7 +126,11 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=300, help="frames of each video")
     parser.add_argument("--model", default="default")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--stages-only", action="store_true", help="only the per-core costs of each stage")
     args = parser.parse_args()
+    if args.stages_only:
+        print(json.dumps({"machine": machine(), "stage_cpu_ms": stage_cpu_ms()}, indent=2))
+        return 0
     frames = args.videos * args.frames
     runs = {"predict": lambda i, m, s: predict(i, m, s),
             "batch, 1 worker of 2 CPUs": lambda i, m, s: batch(i, m, s, 1, 2),
@@ -114,6 +148,7 @@ def main() -> int:
             row["video_frames_per_s"] = frames / row["videos_s"]
             results["runs"][name] = row
         results["decode_cpu_ms_per_frame"] = decode_cpu_ms(scratch)
+    results["stage_cpu_ms"] = stage_cpu_ms()
     results["photo_faces"] = FOUND[photos]
     print(f"{results['machine']}; model {args.model}; {args.photos} photos ({FOUND[photos]} faces), {args.videos} "
           f"videos of {args.frames} frames (640×480)")
@@ -128,6 +163,8 @@ def main() -> int:
               f"{row['one_photo_s']:9.1f}")
     print("video decode, CPU ms per frame (mp4v, OpenCV): " + ", ".join(
         f"{k} {v}" for k, v in results["decode_cpu_ms_per_frame"].items()))
+    for stage, costs in results["stage_cpu_ms"].items():
+        print(f"{stage}, CPU ms, one thread: " + ", ".join(f"{k} {v}" for k, v in costs.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -77,16 +77,18 @@ def _pipeline(units, options: BatchOptions, labels, workers: int):
     context.enable_progress_bars = False  # one bar, ours, counts inputs
     context.max_errored_blocks = -1  # a unit that kills its worker every time must not stop the others
     threads = cluster.threads_per_worker(options.cpus_per_worker)
-    # Reads and writes take no CPU share: beside actors that hold every CPU, a share would never come free.
+    # Reads and writes take no CPU share (beside actors that hold every CPU, a share would never come free), so
+    # their pools are capped: uncapped, Ray starts a new worker process (seconds of CPU) for every waiting unit.
     with warnings.catch_warnings():  # max_restarts has no named parameter yet in the pinned Ray 2.60
         warnings.simplefilter("ignore")
         return (ray.data.from_items(units, override_num_blocks=len(units))
-                .map_batches(read_unit, batch_size=1, num_cpus=0)
+                .map_batches(read_unit, batch_size=1, num_cpus=0, compute=ray.data.TaskPoolStrategy(size=workers))
                 .map_batches(RecognizeUnit, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
                              num_cpus=options.cpus_per_worker, num_gpus=options.gpus_per_worker or None,
                              fn_constructor_kwargs={"settings": options.settings, "threads": threads},
                              max_restarts=RETRIES, max_task_retries=RETRIES)  # Ray's default: forever
                 .map_batches(write_groups, batch_size=None, batch_format="pyarrow", num_cpus=0,
+                             compute=ray.data.TaskPoolStrategy(size=min(workers, 4)),
                              fn_kwargs={"out": str(Path(options.out).absolute()), "labels": list(labels)}))
 
 
