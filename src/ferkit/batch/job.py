@@ -46,10 +46,11 @@ class BatchOptions:
 def recognition_settings(model="default", detector="retinaface", threshold=None, min_face=20, preprocess="none",
                          tta=None, align=True, backend="onnx", precision="auto", device="auto",
                          max_frames=None) -> dict:
+    if Path(str(model)).exists():  # a checkpoint, run folder or .onnx file: workers may run in other folders
+        model = Path(str(model)).absolute()
     return {"model": str(model), "detector": detector, "threshold": threshold, "min_face": min_face,
             "preprocess": preprocess, "tta": tta, "align": align, "backend": backend, "precision": precision,
-            "device": device,
-            "max_frames": max_frames}
+            "device": device, "max_frames": max_frames}
 
 
 def _check_settings(settings: dict) -> tuple:
