@@ -94,6 +94,12 @@ def threads_per_worker(cpus_per_worker: float) -> int:
     return max(1, round(cpus_per_worker))
 
 
+def connected() -> bool:
+    import ray
+
+    return ray.is_initialized()
+
+
 def shutdown() -> None:
     import ray
 
@@ -102,18 +108,23 @@ def shutdown() -> None:
 
 
 @contextlib.contextmanager
-def quiet_stderr():
-    """While Ray runs, its C++ core and its workers write notes on this process's stderr (file descriptor 2);
-    send them to /dev/null (Ray's session logs keep them) and yield a stream on the real stderr for progress."""
+def quiet_output():
+    """While Ray runs, its C++ core, its workers and its error reports write notes on this process's stdout and
+    stderr (file descriptors 1 and 2): send them to /dev/null (Ray's session logs keep them) and yield a stream on
+    the real stderr for progress."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
-    real = os.fdopen(os.dup(saved), "w", buffering=1)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    real = os.fdopen(os.dup(saved[2]), "w", buffering=1)
     with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
+        for fd in saved:
+            os.dup2(devnull.fileno(), fd)
     try:
         yield real
     finally:
+        sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
         real.close()

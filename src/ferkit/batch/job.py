@@ -106,22 +106,27 @@ def run_batch(options: BatchOptions) -> dict:
     started = time.perf_counter()
     if pending:
         units = units_of_work(pending, options.batch_size)
+        owned = not cluster.connected()  # a Ray this job starts or joins is this job's to shut down
         resources = cluster.connect(options.address, options.local_cpus)
         workers = cluster.worker_count(resources, options.workers, options.cpus_per_worker, options.gpus_per_worker)
         workers = min(workers, len(units))  # a worker with no unit would load its models for nothing
         print(f"ferkit batch: {len(pending)} input(s) to do ({len(inputs) - len(pending)} already done), "
               f"{workers} worker(s) on a Ray of {resources.get('CPU', 0):g} CPU(s)"
               f"{' and %g GPU(s)' % resources['GPU'] if resources.get('GPU') else ''}", file=sys.stderr)
-        _run(units, options, labels, workers, len(pending))
+        _run(units, options, labels, workers, len(pending), owned)
         _record_lost(out, pending, labels)
     else:
         print(f"ferkit batch: all {len(inputs)} input(s) already done in {out}", file=sys.stderr)
     return summarize(out, [i.path for i in inputs], time.perf_counter() - started)
 
 
-def _run(units, options, labels, workers, total) -> None:
-    with cluster.quiet_stderr() as stderr:
-        _run_quietly(units, options, labels, workers, total, stderr)
+def _run(units, options, labels, workers, total, owned: bool) -> None:
+    with cluster.quiet_output() as stderr:
+        try:
+            _run_quietly(units, options, labels, workers, total, stderr)
+        finally:
+            if owned:  # here, so that what Ray prints as it stops (a stopped job's retries) stays quiet too
+                cluster.shutdown()
 
 
 def _run_quietly(units, options, labels, workers, total, stderr) -> None:
