@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from ferkit.batch import cluster, store
 from ferkit.batch.plan import list_inputs, units_of_work
-from ferkit.batch.stages import RecognizeUnit, _input_row, read_unit, write_groups
+from ferkit.batch.stages import RecognizeUnit, _input_row, build_recognizer, read_unit, write_groups
 from ferkit.batch.tables import INPUT_SCHEMA, face_schema
 from ferkit.errors import FerkitError
 
@@ -55,12 +55,7 @@ def recognition_settings(model="default", detector="retinaface", threshold=None,
 
 def _check_settings(settings: dict) -> tuple:
     """Load the models once here, on the CPU, so that a wrong name is one line before any worker starts."""
-    from ferkit.runtime.recognizer import Recognizer
-
-    recognizer = Recognizer(settings["model"], detector=settings["detector"], threshold=settings["threshold"],
-                            min_face=settings["min_face"], preprocess=settings["preprocess"], tta=settings["tta"],
-                            align=settings["align"], backend=settings["backend"], precision=settings["precision"],
-                            device="cpu", threads=1)
+    recognizer = build_recognizer(settings, "cpu", 1)
     face_schema(recognizer.labels)
     return recognizer.labels
 

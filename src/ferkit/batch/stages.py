@@ -75,18 +75,22 @@ def _worker_name() -> str:
     return f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}/{os.getpid()}"
 
 
+def build_recognizer(settings: dict, device: str, threads: int | None):
+    """The Recognizer that a job's settings (ferkit.batch.job.recognition_settings) describe."""
+    from ferkit.runtime.recognizer import Recognizer
+
+    return Recognizer(settings["model"], detector=settings["detector"], threshold=settings["threshold"],
+                      min_face=settings["min_face"], preprocess=settings["preprocess"], tta=settings["tta"],
+                      align=settings["align"], backend=settings["backend"], precision=settings["precision"],
+                      device=device, threads=threads)
+
+
 class RecognizeUnit:
     """A recognition worker: loads its models once, then takes units one after another."""
 
     def __init__(self, settings: dict, threads: int | None = None):
-        from ferkit.runtime.recognizer import Recognizer
-
         self.settings = settings
-        self.recognizer = Recognizer(settings["model"], detector=settings["detector"],
-                                     threshold=settings["threshold"], min_face=settings["min_face"],
-                                     preprocess=settings["preprocess"], tta=settings["tta"], align=settings["align"],
-                                     backend=settings["backend"], precision=settings["precision"],
-                                     device=settings["device"], threads=threads)
+        self.recognizer = build_recognizer(settings, settings["device"], threads)
         self.labels = self.recognizer.labels
         self.precision = getattr(self.recognizer.classifier, "precision", "fp32")
         self.empty_tracks = to_ipc(track_schema(self.labels).empty_table())

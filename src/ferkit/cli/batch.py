@@ -45,8 +45,6 @@ def cmd_batch(args) -> int:
         raise FerkitError(f"ferkit batch needs {exc.name}: pip install 'ray[data]' pyarrow") from None
     from ferkit.batch.job import BatchOptions, recognition_settings, run_batch
 
-    if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise FerkitError(f"--threshold must be within 0..1, got {args.threshold}")
     settings = recognition_settings(args.model, args.detector, args.threshold, args.min_face, args.preprocess,
                                     args.tta, args.align, args.backend, args.precision, args.device, args.max_frames)
     options = BatchOptions(args.inputs, args.out, settings, address=args.address, workers=args.workers,
