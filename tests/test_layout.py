@@ -21,7 +21,7 @@ PACKAGE = REPO / "src" / "ferkit"
 # Lowest first. A subpackage (or top-level module) may import only from layers below its own.
 LAYERS = (
     ("errors", "labels", "version"),                 # foundations: import no other ferkit module
-    ("records", "files", "sessions"),                # the face record; the user's files; ONNX Runtime sessions
+    ("records", "files", "sessions", "cluster"),     # the face record; the user's files; ONNX Runtime sessions; Ray
     ("media", "vision", "models", "render"),         # pixels in and out, architectures, drawing
     ("data", "classifier"),                          # data sets; checkpoints and the classifier back-ends
     ("evaluate",),                                   # metrics, calibration, robustness, reports

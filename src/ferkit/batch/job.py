@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ferkit.batch import cluster, store
+from ferkit import cluster
+from ferkit.batch import store
 from ferkit.batch.plan import list_inputs, units_of_work
 from ferkit.batch.stages import RecognizeUnit, _input_row, build_recognizer, read_unit, write_groups
 from ferkit.batch.tables import INPUT_SCHEMA, face_schema
