@@ -26,7 +26,7 @@ LAYERS = (
     ("data", "classifier"),                          # data sets; checkpoints and the classifier back-ends
     ("evaluate",),                                   # metrics, calibration, robustness, reports
     ("train", "runtime"),                            # the two directions: training, recognition
-    ("web", "batch", "testing"),                     # the web app; batch jobs on Ray; helpers for tests
+    ("web", "batch", "sweep", "testing"),            # the web app; batch jobs and training sweeps on Ray; tests
     ("cli",),
     ("ferkit", "__main__"),                          # the package root and `python -m ferkit`
 )

@@ -1,5 +1,6 @@
 """The `ferkit` command. Each module adds its subcommands: training (train, augment, soup), evaluation (evaluate,
-report, calibrate), recognition (predict, serve), batch (batch) and model_tools (models, export, quantize, ensemble).
+report, calibrate), recognition (predict, serve), batch (batch), sweep (sweep) and model_tools (models, export,
+quantize, ensemble).
 
 Every subcommand turns a FerkitError (bad input, missing file, ...) into one line on stderr and exit code 2.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ferkit.cli import batch, evaluation, model_tools, recognition, training
+from ferkit.cli import batch, evaluation, model_tools, recognition, sweep, training
 from ferkit.errors import FerkitError
 from ferkit.version import __version__
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_evaluate(sub)
     recognition.add_predict(sub)
     batch.add_batch(sub)
+    sweep.add_sweep(sub)
     model_tools.add_export(sub)
     model_tools.add_quantize(sub)
     model_tools.add_ensemble(sub)
