@@ -13,10 +13,12 @@ A lease, step by step (the shipped weights and the pack do not fit in one 64 MiB
     python experiments/gpu/gpu_tree.py restore                                                  # here, at once
     for t in FILES_AT/runs-*.tar; do tar -xf $t -C runs/; done                       # then results_row.py per run
 
-A plan is a list of phases; the runs of a phase train at once (one process each, sharing the GPU), and a
-phase starts when the one before it ends. A run is `ferkit train` with a config file and --set overrides; a
-run may distil from earlier runs: `teachers: [names]`, of which the `teachers_top` best by PublicTest accuracy
-(the only split anything is chosen on) are used. Every run is stopped at the plan's deadline, keeping its best
+The plan format, its check, each run and its scoring are `ferkit sweep`'s (ferkit.sweep.plan and ferkit.sweep.run);
+only the placement differs: the lease machine has no Ray (its 79 MB wheel cannot travel in a 64 MiB transfer), so
+the runs of a phase are placed by a plain local pool here, one `ferkit train` process each, all at once, sharing
+the GPU (a plan's cpus and gpus shares are not enforced). A phase starts when the one before it ends. A run may
+distil from earlier runs: `teachers: [names]`, of which the `teachers_top` best by PublicTest accuracy (the only
+split anything is chosen on) are used. Every run is stopped at the plan's deadline, keeping its best
 checkpoint. Then the checkpoints are packed (first, so that a call cut off by its limit still brings them back),
 and every run's best checkpoint is scored on PublicTest and PrivateTest (plain and flip TTA) and
 its probabilities saved, for the results table and for ensembles chosen on PublicTest back home. What comes
@@ -30,13 +32,11 @@ import argparse
 import io
 import json
 import os
-import subprocess
 import sys
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
@@ -51,93 +51,47 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def best_val_acc(run_dir: Path) -> float:
-    from ferkit.classifier.checkpoint import load_checkpoint
+def run_phase(phase, data: Path, runs_dir: Path, deadline: float) -> None:
+    """The runs of a phase side by side, one `ferkit train` process each (ferkit.sweep.run), from a thread pool."""
+    from ferkit.sweep.run import Job, choose_teachers, train_run
 
-    path = run_dir / "best.pt"
-    return float(load_checkpoint(path).info.metrics["val_acc"]) if path.is_file() else -1.0
-
-
-def launch(run: dict, data: Path, runs_dir: Path, threads: int) -> subprocess.Popen:
-    out = runs_dir / run["name"]
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "ferkit.cli", "train", "--config", str(ROOT / run["config"]), "--data", str(data),
-           "--out", str(out), "--device", DEVICE, "--threads", str(threads), "--no-progress"]
-    for item in run.get("set", []):
-        cmd += ["--set", item]
-    if run.get("teachers"):
-        ranked = sorted(run["teachers"], key=lambda name: best_val_acc(runs_dir / name), reverse=True)
-        chosen = ranked[:run.get("teachers_top", len(ranked))]
-        log(f"{run['name']}: teachers {chosen} (best PublicTest accuracy of {ranked})")
-        cmd += ["--set", "teachers=" + json.dumps([str(runs_dir / name / "best.pt") for name in chosen])]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
-    (out / "command.txt").write_text(" ".join(cmd) + "\n")
-    return subprocess.Popen(cmd, stdout=open(out / "train.log", "w"), stderr=subprocess.STDOUT, env=env)
-
-
-def run_phase(runs: list[dict], data: Path, runs_dir: Path, deadline: float, threads: int) -> None:
-    procs = {run["name"]: launch(run, data, runs_dir, threads) for run in runs}
+    jobs = []
+    for spec in phase.runs:
+        chosen = []
+        if spec.teachers:
+            chosen, ranked = choose_teachers(spec.teachers, spec.teachers_top, runs_dir)
+            log(f"{spec.name}: teachers {chosen} (best PublicTest accuracy of {ranked})")
+        jobs.append(Job(spec.name, spec.config, str(data), str(runs_dir.absolute()), spec.sets,
+                        [str((runs_dir / name / "best.pt").absolute()) for name in chosen], spec.threads,
+                        DEVICE, deadline))
     started = time.time()
-    while any(p.poll() is None for p in procs.values()):
-        if time.time() > deadline:
-            for name, p in procs.items():
-                if p.poll() is None:
-                    log(f"{name}: deadline reached, stopping (its best checkpoint stays)")
-                    p.terminate()
-            for p in procs.values():
-                p.wait()
-            break
-        time.sleep(5)
-    for name, p in procs.items():
-        tail = (runs_dir / name / "train.log").read_text().strip().splitlines()[-1:] or ["(no output)"]
-        log(f"{name}: exit {p.returncode} after {time.time() - started:.0f}s | {tail[0][:160]}")
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = {pool.submit(train_run, job): job for job in jobs}
+        for future in as_completed(futures):
+            job = futures[future]
+            result = future.result()
+            tail = (job.folder / "train.log").read_text().strip().splitlines()[-1:] or ["(no output)"]
+            log(f"{job.name}: {result['status']} after {time.time() - started:.0f}s | {tail[0][:160]}")
 
 
 def score(runs_dir: Path, names: list[str], data: Path, out: Path) -> dict:
-    """PublicTest and PrivateTest metrics of every run's best checkpoint (reporting only: nothing is chosen
-    here), and float16 probabilities for ensembles chosen on PublicTest later."""
+    """PublicTest and PrivateTest metrics of every run's best checkpoint (ferkit.sweep.run.score_run; reporting
+    only: nothing is chosen here), and float16 probabilities for ensembles chosen on PublicTest later."""
     import numpy as np
 
-    from ferkit.classifier.checkpoint import load_checkpoint
-    from ferkit.classifier.torch_inference import predict_proba
-    from ferkit.evaluate.metrics import classification_report
-    from ferkit.evaluate.scoring import evaluation_data
+    from ferkit.sweep.run import score_run
 
     summary, probs_out = {}, {}
     for name in names:
-        path = runs_dir / name / "best.pt"
-        if not path.is_file():
-            summary[name] = {"error": "no best.pt"}
-            continue
         try:
-            checkpoint = load_checkpoint(path)
-            info = checkpoint.info
-            model = checkpoint.build_model().to(DEVICE)
-            history = [line.split(",") for line in (runs_dir / name / "history.csv").read_text().splitlines()]
-            row = {"parameters": info.parameters, "best_epoch": info.epoch, "epochs_run": len(history) - 1,
-                   "wall_s": round(_elapsed(runs_dir / name), 1),
-                   "labels": len(info.labels)}
-            for split in ("PublicTest", "PrivateTest"):
-                faces = evaluation_data(data, split, info.labels)
-                for tta in ((), ("flip",)):
-                    p = predict_proba(model, faces.images, tta=tta, device=DEVICE, batch_size=1024)
-                    report = classification_report(faces.labels, p.argmax(1), info.labels)
-                    key = f"{split}{'_flip' if tta else ''}"
-                    row[key] = {"accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4)}
-                    probs_out[f"{name}/{key}"] = p.astype(np.float16)
-            del model
+            row, probs = score_run(runs_dir / name, data, DEVICE, probabilities=True)
+            probs_out.update({f"{name}/{key}": p for key, p in probs.items()})
         except Exception as exc:  # one broken run must not cost the others' figures
             row = {"error": f"{type(exc).__name__}: {exc}"}
         summary[name] = row
         log(f"{name}: {json.dumps(row)}")
     np.savez_compressed(out / "probs.npz", **probs_out)
     return summary
-
-
-def _elapsed(run_dir: Path) -> float:
-    from ferkit.classifier.checkpoint import load_checkpoint
-
-    return float(load_checkpoint(run_dir / "last.pt").info.elapsed_s)
 
 
 def slim_checkpoint(path: Path) -> bytes:
@@ -183,6 +137,13 @@ def bring_back(runs_dir: Path, order: list[str], out: Path, with_weights: bool =
         log(f"left behind (no room): {[name for name, _ in members]}")
 
 
+def plan_extras(path: Path) -> dict:
+    """The plan's keys for this script alone (bring_back, bring_weights), which ferkit sweep accepts and ignores."""
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("plan", type=Path)
@@ -191,8 +152,13 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("/tmp/sweep-runs"))
     args = parser.parse_args()
     start = time.time()
-    plan = yaml.safe_load(args.plan.read_text())
-    deadline = start + plan["deadline_s"]
+    from ferkit.sweep.plan import load_plan
+
+    plan = load_plan(args.plan)  # checked whole before anything trains
+    if plan.deadline_s is None:
+        raise SystemExit(f"{args.plan}: a lease plan needs deadline_s (a device call runs 600 s at most)")
+    deadline = start + plan.deadline_s
+    raw = plan_extras(args.plan)
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FERKIT_CACHE", "/tmp/ferkit-cache")
 
@@ -206,14 +172,14 @@ def main() -> None:
         load_dataset(data, labels=labels)
     log(f"data ready in {time.time() - start:.0f}s")
     names = []
-    for index, phase in enumerate(plan["phases"]):
-        phase_deadline = min(deadline, start + phase.get("ends_by_s", plan["deadline_s"]))
-        log(f"phase {index}: {[run['name'] for run in phase['runs']]}")
-        run_phase(phase["runs"], data, args.runs, phase_deadline, plan.get("threads", 1))
-        names += [run["name"] for run in phase["runs"]]
+    for index, phase in enumerate(plan.phases):
+        phase_deadline = min(deadline, start + (phase.ends_by_s or plan.deadline_s))
+        log(f"phase {index}: {[run.name for run in phase.runs]}")
+        run_phase(phase, data, args.runs, phase_deadline)
+        names += [run.name for run in phase.runs]
     # The checkpoints first: a call cut off by its time limit still brings back what is already under $OUT, and
     # every figure of the summary can be measured again at home from them (tools/results_row.py).
-    bring_back(args.runs, plan.get("bring_back", names), args.out, plan.get("bring_weights", True))
+    bring_back(args.runs, raw.get("bring_back", names), args.out, raw.get("bring_weights", True))
     log("checkpoints packed")
     summary = score(args.runs, names, data, args.out)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -100,7 +100,7 @@ def _job(spec: RunSpec, data: Path, out: Path, deadline, token: str, progress) -
     if spec.teachers:
         chosen, ranked = choose_teachers(spec.teachers, spec.teachers_top, out / "runs")
         progress(f"{spec.name}: teachers {chosen} (the best by PublicTest accuracy of {ranked})")
-    job = Job(spec.name, spec.config, str(data), str(out.absolute()), spec.sets,
+    job = Job(spec.name, spec.config, str(data), str((out / "runs").absolute()), spec.sets,
               [str((out / "runs" / name / "best.pt").absolute()) for name in chosen], spec.threads, spec.device,
               deadline, token)
     return job, chosen

@@ -30,17 +30,17 @@ class Job:
     name: str
     config: str                  # absolute path of the run's config file
     data: str                    # absolute path of the data (the same on every node of a cluster)
-    out: str                     # the sweep's folder; this run's is OUT/runs/NAME
+    runs: str                    # the sweep's runs folder (OUT/runs); this run's is RUNS/NAME
     sets: list[str] = field(default_factory=list)
     teachers: list[str] = field(default_factory=list)  # the chosen teachers' best.pt paths
     threads: int = 1
     device: str | None = None    # None: the config's own
     deadline: float | None = None  # time.time() at which a training still going is stopped
-    token: str = ""              # this sweep's attempt, written to OUT/runs/NAME/attempt when the run starts
+    token: str = ""              # this sweep's attempt, written to RUNS/NAME/attempt when the run starts
 
     @property
     def folder(self) -> Path:
-        return Path(self.out) / "runs" / self.name
+        return Path(self.runs) / self.name
 
     def to_dict(self) -> dict:
         return asdict(self)
