@@ -45,7 +45,10 @@ def cmd_sweep(args) -> int:
     from ferkit.sweep.summary import format_table, write_summary
 
     out.mkdir(parents=True, exist_ok=True)
-    rows = run_sweep(plan, data, out, address=args.address, say=lambda line: print(line, file=sys.stderr))
+    try:
+        rows = run_sweep(plan, data, out, address=args.address, say=lambda line: print(line, file=sys.stderr))
+    except KeyboardInterrupt:  # while Ray starts (during the runs, run_sweep says the same)
+        raise FerkitError(f"stopped; what was done is in {out}: run the same command to resume") from None
     write_summary(out, rows)
     print(format_table(rows))
     print(f"summary in {out}/summary.json and {out}/summary.csv; runs in {out}/runs")

@@ -74,18 +74,20 @@ def _run_phases(plan: Plan, data: Path, out: Path, progress) -> dict[str, dict]:
         ends = [s for s in (plan.deadline_s, phase.ends_by_s) if s is not None]
         deadline = start + min(ends) if ends else None
         refs, waiting = {}, {}
+        progress(f"phase {index}: {', '.join(f'{s.name} ({_share(s)})' for s in phase.runs)}")
         for spec in phase.runs:
+            done = finished_row(out / "runs" / spec.name)
+            if done is not None:
+                rows[spec.name] = {**done, "skipped": True}
+                progress(_finished_line(spec.name, rows[spec.name]))
+                continue
             job, teachers = _job(spec, data, out, deadline, token, progress)
-            if finished_row(job.folder) is not None:
-                progress(f"{spec.name}: already done in an earlier attempt")
-            elif spec.teachers and not teachers:  # distilling from nothing would be another recipe than the plan's
+            if spec.teachers and not teachers:  # distilling from nothing would be another recipe than the plan's
                 rows[spec.name] = {"status": "error", "error": f"none of its teachers {spec.teachers} has a best.pt"}
                 progress(_finished_line(spec.name, rows[spec.name]))
                 continue
-            else:
-                waiting[spec.name] = job.folder
+            waiting[spec.name] = job.folder
             refs[task.options(num_cpus=spec.cpus, num_gpus=spec.gpus).remote(job.to_dict(), teachers)] = spec.name
-        progress(f"phase {index}: {', '.join(f'{s.name} ({_share(s)})' for s in phase.runs)}")
         try:
             _wait(refs, waiting, token, rows, progress)
         except KeyboardInterrupt:
@@ -121,7 +123,8 @@ def _wait(refs: dict, waiting: dict, token: str, rows: dict, progress) -> None:
             try:
                 row = ray.get(ref)
             except Exception as exc:  # the task itself failed (its worker died every time): an error row
-                row = {"status": "error", "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"}
+                last = (str(exc).strip().splitlines() or [""])[-1]
+                row = {"status": "error", "error": f"the task failed ({type(exc).__name__}: {last.strip()})"}
             rows[name] = row
             waiting.pop(name, None)
             progress(_finished_line(name, row))
@@ -142,7 +145,7 @@ def _finished_line(name: str, row: dict) -> str:
     if row.get("status") == "error":
         return f"{name}: failed: {row.get('error')}"
     if row.get("skipped"):
-        return f"{name}: done (an earlier attempt's row)"
+        return f"{name}: done in an earlier attempt (its row is kept)"
     public = row.get("PublicTest", {}).get("accuracy")
     note = " (stopped at the deadline)" if row.get("status") == "stopped" else ""
     return f"{name}: done in {row.get('seconds', 0):.0f} s{note}, PublicTest accuracy {public}"
