@@ -102,7 +102,7 @@ def train_run(job: Job, poll_s: float = 1.0) -> dict:
             while process.poll() is None:
                 if job.deadline is not None and time.time() > job.deadline:
                     stopped = True
-                    process.terminate()  # between checkpoints: last.pt and best.pt are written atomically
+                    process.terminate()  # checkpoints are written atomically: the last whole ones stay
                     process.wait()
                     break
                 time.sleep(poll_s)
@@ -119,13 +119,21 @@ def train_run(job: Job, poll_s: float = 1.0) -> dict:
     return {"status": "done"}
 
 
+def _prctl():
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+_PRCTL = _prctl()  # looked up here: the child of a fork runs as little Python as it can
+
+
 def _die_with_parent() -> None:
     """Linux: the training gets SIGTERM when the process that started it dies (a Ray worker killed on Ctrl-C), so
     that no orphan keeps training."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def score_run(folder: Path, data: str | Path, device: str | None = None, probabilities: bool = False):
