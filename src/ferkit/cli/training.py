@@ -67,7 +67,8 @@ def cmd_train(args) -> int:
         if Path(args.out, "last.pt").exists():
             raise FerkitError(f"{args.out} already holds a run; use --resume to continue it or choose another --out")
         summary = train(config, args.out)
-    print(f"best {summary['best_val_acc']:.4f} on the validation split; checkpoints in {summary['out']}")
+    if summary["main"]:  # under torchrun, one process speaks
+        print(f"best {summary['best_val_acc']:.4f} on the validation split; checkpoints in {summary['out']}")
     return 0
 
 

@@ -76,6 +76,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0                 # torch threads; 0 = torch's default
     channels_last: bool = False
+    sync_bn: bool = False            # under torchrun: batch-norm statistics over the global batch of all processes
+                                     # (train/distributed.py); alone, a run is unchanged
     bf16: bool = False               # bf16 autocast (fast on CPUs with AVX-512 BF16 / AMX, and on GPUs)
     device: str = "auto"             # auto | cpu | cuda | cuda:N
     tta: list = field(default_factory=list)   # test-time augmentation used when validating:

@@ -3,7 +3,8 @@
 - schedule.py: the optimiser, the learning-rate schedule, the run's clock (epochs or a time budget);
 - distillation.py: init_from and teachers; averaging.py: ema and swa; progressive.py: progressive resizing;
 - objective.py: the splits, soft targets, class weights and the loss; devices.py: device, threads, bf16;
-- callbacks.py: history.csv and TensorBoard; ferkit.classifier.checkpoint: what is saved.
+- callbacks.py: history.csv and TensorBoard; ferkit.classifier.checkpoint: what is saved;
+- distributed.py: the processes under torchrun (DDP): each one's share of a batch, and what they agree on.
 
 Each epoch draws its shuffling, augmentation and dropout randomness from generators seeded by (seed, epoch),
 and a checkpoint is written after every epoch, so a killed run resumed with --resume ends with exactly the
@@ -41,6 +42,7 @@ from ferkit.train.averaging import run_average
 from ferkit.train.callbacks import TensorBoardLogger, epoch_line, write_history
 from ferkit.train.config import TrainConfig
 from ferkit.train.distillation import Distillation, init_from_checkpoint
+from ferkit.train.distributed import Processes
 from ferkit.train.objective import class_weight_vector, soft_cross_entropy, soft_targets, split_data
 from ferkit.train.progressive import ProgressiveResizing, train_sides
 from ferkit.train.schedule import RunClock, build_optimizer, build_scheduler, format_eta, run_eta
@@ -78,13 +80,16 @@ class Trainer:
 
     def _set_up(self) -> None:
         """Data, model, optimiser, schedule and every feature's state, resumed when there is a last.pt."""
-        cfg = self.config
+        cfg, processes = self.config, self.processes
+        processes.check(cfg)
+        self.device = device = processes.device(devices.set_up(cfg, self.log))
+        processes.start(device)
         self.out.mkdir(parents=True, exist_ok=True)
-        for leftover in remove_partial_saves(self.out):
-            self.log(f"removed {leftover.name}, left by a save that was interrupted")
-        self.device = device = devices.set_up(cfg, self.log)
-        faces = load_dataset(cfg.data, labels=cfg.labels, clean=cfg.clean, skip_bad_rows=cfg.skip_bad_rows,
-                             log=self.log)
+        if processes.is_main:
+            for leftover in remove_partial_saves(self.out):
+                self.log(f"removed {leftover.name}, left by a save that was interrupted")
+        faces = processes.first(lambda: load_dataset(cfg.data, labels=cfg.labels, clean=cfg.clean,
+                                                     skip_bad_rows=cfg.skip_bad_rows, log=self.log))
         self.train_set, self.val_set = split_data(faces, cfg)
         self.labels = faces.label_names
         torch.manual_seed(cfg.seed)  # weight initialisation
@@ -103,11 +108,13 @@ class Trainer:
         self.history, self.best, self.stale, self.start_epoch = [], -1.0, 0, 0
         if self.resumed is not None:
             self._restore(self.resumed)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+        self.step_model = processes.wrap(self.model, device, cfg.sync_bn)  # after the average copied plain BN
+        if processes.is_main:
+            (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=True))
         self.parameters = count_parameters(self.model)
         self.log(f"{cfg.model}: {self.parameters:,} parameters | train {len(self.train_set):,} ({cfg.train_split}) | "
-                 f"val {len(self.val_set):,} ({cfg.val_split}) | {device} | {cfg.epochs} epochs x "
-                 f"{self.steps_per_epoch} steps")
+                 f"val {len(self.val_set):,} ({cfg.val_split}) | {device}{processes.describe()} | {cfg.epochs} "
+                 f"epochs x {self.steps_per_epoch} steps")
         self.info = ModelInfo(arch=cfg.model, arch_kwargs=dict(cfg.model_kwargs), labels=self.labels,
                               preprocess=dict(PREPROCESS), tta=list(cfg.tta), parameters=self.parameters,
                               config=cfg.to_dict())
@@ -135,9 +142,19 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ the run
 
     def run(self, stop_after_epochs: int | None = None) -> dict:
+        """Train; under torchrun every process runs this, and rank 0 alone logs and writes files."""
+        self.processes = Processes.from_environment()
+        if not self.processes.is_main:
+            self.log = _silent
+        try:
+            return self._run(stop_after_epochs)
+        finally:
+            self.processes.stop()
+
+    def _run(self, stop_after_epochs: int | None) -> dict:
         cfg = self.config
         self._set_up()
-        board = TensorBoardLogger(self.out / "tensorboard") if cfg.tensorboard else None
+        board = TensorBoardLogger(self.out / "tensorboard") if cfg.tensorboard and self.processes.is_main else None
         for epoch in range(self.start_epoch, cfg.epochs):
             if self.clock.out_of_time():
                 break
@@ -185,7 +202,7 @@ class Trainer:
         if board:
             board.close()
         return {"best_val_acc": self.best, "epochs_run": len(self.history), "elapsed_s": self.clock.spent,
-                "out": str(self.out), "parameters": self.parameters}
+                "out": str(self.out), "parameters": self.parameters, "main": self.processes.is_main}
 
     def _save(self, epoch: int, chosen, report: dict, train_acc: float, improved: bool, scored: bool) -> None:
         """best.pt when the chosen weights improved on the validation split; last.pt, history and curves always."""
@@ -193,11 +210,14 @@ class Trainer:
         info = replace(self.info, epoch=epoch + 1, elapsed_s=self.clock.spent)
         if improved:
             self.best, self.stale = report["accuracy"], 0
+        elif scored:
+            self.stale += 1
+        if not self.processes.is_main:  # the others hold the same state: the validation figures are shared
+            return
+        if improved:
             metrics = {"val_split": cfg.val_split, "val_acc": self.best, "val_macro_f1": report["macro_f1"],
                        "train_acc": train_acc}
             save_checkpoint(self.out / "best.pt", Checkpoint(replace(info, metrics=metrics), chosen.state_dict()))
-        elif scored:
-            self.stale += 1
         averages = {self.average.name: self.average.state_dict()} if self.average is not None else {}
         training = TrainingState(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                                  history=self.history, best_val_acc=self.best, stale_epochs=self.stale,
@@ -209,11 +229,12 @@ class Trainer:
     def _validate(self, chosen) -> tuple[float, dict, float]:
         """(loss, classification report) of the chosen weights on the validation split, and the raw weights'
         accuracy (NaN unless they are a separate model and validate_raw is on)."""
-        cfg, val = self.config, self.val_set
+        cfg, val, rows = self.config, self.val_set, self.processes.rows(len(self.val_set))
 
-        def probabilities(model_):
-            return predict_proba(model_, val.images, tta=cfg.tta, device=self.device,
+        def probabilities(model_):  # each process scores its rows of the split; all see every row's result
+            part = predict_proba(model_, val.images[rows], tta=cfg.tta, device=self.device,
                                  channels_last=cfg.channels_last, bf16=cfg.bf16)
+            return self.processes.gather(part, len(val))
 
         probs = probabilities(chosen)
         report = classification_report(val.labels, probs.argmax(1), self.labels)
@@ -228,20 +249,22 @@ class Trainer:
         the accuracy, the steps run and how many of them were at progressive_size."""
         from tqdm import tqdm
 
-        cfg, device, model, steps = self.config, self.device, self.model, self.steps_per_epoch
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        torch.manual_seed(cfg.seed * 7919 + epoch)  # dropout
-        order = torch.randperm(len(self.images), generator=gen)
+        cfg, device, model, steps, processes = self.config, self.device, self.model, self.steps_per_epoch, \
+            self.processes
+        shared = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        torch.manual_seed(cfg.seed * 7919 + epoch + 104_729 * processes.rank)  # dropout: each process its own
+        order = torch.randperm(len(self.images), generator=shared)  # the same on every process
+        gen = processes.generator(shared, cfg.seed * 1_000_003 + epoch)
         model.train()
         # Running sums stay on the device; reading them back (a sync) happens only every `sync_every` steps.
         total_loss, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         low_res_steps, sync_every, deadline = 0, 1 if device.type == "cpu" else 25, self.clock.deadline()
         started = time.time()
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not cfg.progress, file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 30.0,
-                   dynamic_ncols=True)
+                   disable=not (cfg.progress and processes.is_main), file=sys.stderr,
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0, dynamic_ncols=True)
         for step in bar:
-            index = order[step * cfg.batch_size:(step + 1) * cfg.batch_size].to(device)
+            index = processes.share(order[step * cfg.batch_size:(step + 1) * cfg.batch_size]).to(device)
             x = self.augmenter(self.images[index].unsqueeze(1).float() / 255.0, gen)
             x, t = mix_batch(x, self.targets[index], self.augment_config, gen)
             if cfg.label_smoothing:
@@ -253,7 +276,7 @@ class Trainer:
             x, low_res = self.progressive(x, epoch, step, steps)
             low_res_steps += low_res
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = model(x)
+                logits = self.step_model(x)  # under DDP, its backward averages the gradients of all processes
             loss = soft_cross_entropy(logits, t, self.class_weights)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -266,18 +289,25 @@ class Trainer:
             correct += (logits.argmax(1) == self.hard_labels[index]).sum()
             seen += len(index)
             if (step + 1) % sync_every == 0 or step + 1 == steps:
-                if not torch.isfinite(total_loss):
+                sums = processes.sum(torch.stack([total_loss, correct.to(total_loss.dtype)]))
+                if not torch.isfinite(sums[0]):  # summed: every process stops at the same step
                     raise FerkitError(f"training diverged at epoch {epoch + 1}, step {step + 1}; "
                                       "lower the learning rate")
-                rate = seen / (time.time() - started)
-                left = run_eta(steps * cfg.batch_size - seen + (cfg.epochs - epoch - 1) * steps * cfg.batch_size,
+                images = seen * processes.world  # the progress bar counts the global images
+                rate = images / (time.time() - started)
+                left = run_eta(steps * cfg.batch_size - images + (cfg.epochs - epoch - 1) * steps * cfg.batch_size,
                                rate, deadline)
-                bar.set_postfix_str(refresh=False, s=f"loss {total_loss.item() / seen:.3f} "
-                                    f"acc {correct.item() / seen:.3f} {rate:.0f} img/s run ETA {format_eta(left)}")
+                bar.set_postfix_str(refresh=False, s=f"loss {sums[0].item() / images:.3f} "
+                                    f"acc {sums[1].item() / images:.3f} {rate:.0f} img/s run ETA {format_eta(left)}")
             if deadline is not None and time.time() >= deadline:
                 break
         bar.close()
-        return total_loss.item() / seen, correct.item() / seen, step + 1, low_res_steps
+        sums, images = processes.sum(torch.stack([total_loss, correct.to(total_loss.dtype)])), seen * processes.world
+        return sums[0].item() / images, sums[1].item() / images, step + 1, low_res_steps
+
+
+def _silent(*_args, **_kwargs) -> None:
+    """The log of every process but rank 0 under torchrun: one voice, not N copies."""
 
 
 def _unscored() -> tuple[float, dict, float]:
