@@ -161,6 +161,7 @@ def one_run(**extra) -> dict:
      "teacher 'a' is not a run of an earlier phase"),
     ("duplicate", {"phases": [one_run()["phases"][0], one_run()["phases"][0]]}, "used twice"),
     ("no gpu", one_run(gpus=0.25), "gpus 0.25 but the Ray cluster has no GPU"),
+    ("too many cpus", one_run(cpus=3), "cpus 3 but no node of the Ray cluster has more than 2"),
     ("data", {**one_run(), "data": "/no/such/fer2013.csv"}, "no such file or folder"),
 ])
 def test_a_bad_plan_is_one_line_and_exit_2(case, plan, message, local_ray, small_csv, tmp_path, capsys):
@@ -173,7 +174,7 @@ def test_a_bad_plan_is_one_line_and_exit_2(case, plan, message, local_ray, small
                                                                                                 str(small_csv)])
     code, err = run_cli(argv, capsys)
     assert code == 2 and len(err) == 1 and err[0].startswith("ferkit sweep: error:") and message in err[0], err
-    assert not (tmp_path / "out" / "runs").exists()
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_out_that_is_a_file_or_an_unreachable_address_is_one_line(small_csv, tmp_path, capsys):

@@ -44,7 +44,6 @@ def cmd_sweep(args) -> int:
     from ferkit.sweep.placement import run_sweep
     from ferkit.sweep.summary import format_table, write_summary
 
-    out.mkdir(parents=True, exist_ok=True)
     try:
         rows = run_sweep(plan, data, out, address=args.address, say=lambda line: print(line, file=sys.stderr))
     except KeyboardInterrupt:  # while Ray starts (during the runs, run_sweep says the same)

@@ -31,6 +31,7 @@ def run_sweep(plan: Plan, data: Path, out: Path, address: str | None = None, loc
         if owned:
             cluster.shutdown()
         raise
+    out.mkdir(parents=True, exist_ok=True)  # once the plan is known to fit: a refused one leaves nothing
     gpus = f" and {resources['GPU']:g} GPU(s)" if resources.get("GPU") else ""
     say(f"ferkit sweep: {len(plan.runs)} run(s) in {len(plan.phases)} phase(s) on a Ray of "
         f"{resources.get('CPU', 0):g} CPU(s){gpus}")
