@@ -1,5 +1,5 @@
 """Run by tests/test_ddp.py under torchrun: a real training (the engine's own Trainer) that also records, after
-every optimiser step, a sha256 of this process's weights, gathered on rank 0 and written to PROBE_OUT as JSON.
+every optimiser step, sha256s of this process's parameters and buffers, gathered on rank 0 and written to PROBE_OUT as JSON.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_probe.py CONFIG.yaml RUN_DIR PROBE_OUT
 """
@@ -18,11 +18,16 @@ from ferkit.train.engine import Trainer
 
 
 def weights_digest(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    """sha256 of the parameters, then of the buffers (BN statistics): "params:buffers". Without sync BN each
+    process keeps statistics of its own share of the batch (DDP sends rank 0's before each forward)."""
+    parts = []
+    for tensors in (model.named_parameters(), model.named_buffers()):
+        digest = hashlib.sha256()
+        for name, tensor in tensors:
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        parts.append(digest.hexdigest())
+    return ":".join(parts)
 
 
 class ProbedTrainer(Trainer):

@@ -79,16 +79,28 @@ def _weights(run_dir: Path) -> dict:
     return load_checkpoint(run_dir / "last.pt").model_state
 
 
+FEATURES = {
+    "ema_progressive_mixup": dict(sync_bn=True, ema=0.99, tta=["flip"], progressive_size=32,
+                                  augment={"hflip": True, "shift": 0.1, "mixup": 0.2}),
+    "swa_distillation": dict(swa=1.0, schedule="none", teachers=["fast"], distill_weight=0.5,
+                             class_weights="balanced"),
+}
+
+
 @pytest.mark.slow
-def test_two_processes_hold_identical_weights_after_every_step(small_csv, tmp_path):
-    """Augmentation and dropout on: each process draws its own, yet DDP's averaged gradients keep them equal."""
-    config = _config(small_csv, model_kwargs={"width": 8, "dropout": 0.2, "hidden": 32}, sync_bn=True,
-                     ema=0.99, tta=["flip"])
+@pytest.mark.parametrize("features", FEATURES, ids=list(FEATURES))
+def test_two_processes_hold_identical_weights_after_every_step(small_csv, tmp_path, features):
+    """Augmentation and dropout on: each process draws its own, yet DDP's averaged gradients keep them equal, with
+    the engine's features on (EMA, progressive resizing, mixup, sync BN; SWA with BN recomputed, offline teachers)."""
+    config = _config(small_csv, model_kwargs={"width": 8, "dropout": 0.2, "hidden": 32}, **FEATURES[features])
     probe, run_dir = _probe(config, 2, tmp_path, "ranks")
     steps = 2 * (1_024 // 64)
     assert probe["world"] == 2 and len(probe["digests"]) == steps
+    synced = FEATURES[features].get("sync_bn", False)
     for step, digests in enumerate(probe["digests"]):
-        assert digests[0] == digests[1], f"the processes' weights differ after step {step + 1}"
+        (params_0, buffers_0), (params_1, buffers_1) = (d.split(":") for d in digests)
+        assert params_0 == params_1, f"the processes' weights differ after step {step + 1}"
+        assert (buffers_0 == buffers_1) == synced, f"BN statistics after step {step + 1} (sync_bn {synced})"
     assert len(set(d[0] for d in probe["digests"])) == steps  # the weights moved at every step
     history = (run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 3  # rank 0 alone wrote: one header, two epochs
