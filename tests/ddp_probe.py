@@ -1,5 +1,6 @@
 """Run by tests/test_ddp.py under torchrun: a real training (the engine's own Trainer) that also records, after
-every optimiser step, sha256s of this process's parameters and buffers, gathered on rank 0 and written to PROBE_OUT as JSON.
+every optimiser step, sha256s of this process's parameters and buffers, gathered on rank 0 and written to
+PROBE_OUT as JSON.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_probe.py CONFIG.yaml RUN_DIR PROBE_OUT
 """
