@@ -62,7 +62,7 @@ def test_predict_prints_seven_probabilities_and_writes_json(tiny_run, tmp_path, 
     records = json.loads(out_json.read_text())
     assert len(records) == 1
     record = records[0]
-    assert set(record) == {"source", "frame", "box", "emotion", "score", "probabilities"}
+    assert set(record) == {"source", "frame", "face", "box", "emotion", "score", "probabilities"}
     assert len(record["probabilities"]) == 7
     assert abs(sum(record["probabilities"].values()) - 1) < 1e-4
     assert record["emotion"] == max(record["probabilities"], key=record["probabilities"].get)

@@ -24,7 +24,7 @@ from ferkit.testing.media import (
     no_face_images,
 )
 
-KEYS = {"source", "frame", "box", "emotion", "score", "probabilities"}
+KEYS = {"source", "frame", "face", "box", "emotion", "score", "probabilities"}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,22 @@ def test_all_faces_of_a_frame_in_one_classifier_call(recognizer):
     assert [f["box"] for f in batch[1]] == [f["box"] for f in faces]
     assert all(abs(a - b) < 1e-5 for f, g in zip(batch[1], faces)
                for a, b in zip(f["probabilities"].values(), g["probabilities"].values()))
+
+
+def test_faces_come_left_to_right_numbered_from_one(recognizer):
+    frame, regions = multi_face_frame()
+    faces = recognizer.predict(frame)
+    assert [f["face"] for f in faces] == [1, 2, 3, 4]
+    lefts = [f["box"][0] for f in faces]
+    assert lefts == sorted(lefts)
+    # each numbered face is the pasted head it should be: regions sorted by their left edge
+    by_left = sorted(regions)
+    assert all(abs(f["box"][0] - r[0]) < r[2] / 2 for f, r in zip(faces, by_left)), (lefts, by_left)
+    largest = Recognizer.__new__(Recognizer)
+    largest.__dict__.update(recognizer.__dict__, max_faces=2)
+    kept = largest.predict(frame)  # max_faces keeps the two largest heads, still in reading order
+    assert [f["face"] for f in kept] == [1, 2] and kept[0]["box"][0] < kept[1]["box"][0]
+    assert {tuple(f["box"]) for f in kept} < {tuple(f["box"]) for f in faces}
 
 
 def test_torch_and_onnx_backends_agree(tiny_model, recognizer):

@@ -91,7 +91,7 @@ def post_image(client, data: bytes, name: str = "photo.jpg", kind: str = "image/
 
 
 def assert_record(face, source):
-    assert set(face) >= {"source", "frame", "box", "emotion", "score", "probabilities"}
+    assert set(face) >= {"source", "frame", "face", "box", "emotion", "score", "probabilities"}
     assert face["source"] == source and face["frame"] is None
     assert list(face["probabilities"]) == list(EMOTIONS)
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-4

@@ -54,11 +54,11 @@ class FaceColumns:
         return len(self.scores)
 
     def add(self, records) -> None:
-        """The records of one image or frame, in the detector's order (their `face` index)."""
+        """The records of one image or frame (each with its `face` number, 1 up in reading order)."""
         for face, record in enumerate(records):
             row = len(self.scores)
             x, y, w, h = record["box"]
-            for name, value in (("frame", record.get("frame")), ("track", record.get("track")), ("face", face),
+            for name, value in (("frame", record.get("frame")), ("track", record.get("track")), ("face", record.get("face", face + 1)),
                                 ("x", x), ("y", y), ("w", w), ("h", h)):
                 if value is None:
                     self.missing[name].append(row)

@@ -85,8 +85,10 @@ class Recognizer:
         return array, "<array>"
 
     def detect(self, image):
+        """The image's faces in reading order: left to right, then top to bottom (max_faces keeps the largest)."""
         faces = self.detector.detect(image)
-        return faces[: self.max_faces] if self.max_faces else faces
+        faces = faces[: self.max_faces] if self.max_faces else faces
+        return sorted(faces, key=lambda face: (face.box[0], face.box[1]))
 
     def crops(self, image, faces) -> np.ndarray:
         return align_faces(image, faces, self.preprocess, self.align)
@@ -97,7 +99,8 @@ class Recognizer:
         return self.classifier.predict_proba(crops, tta=self.tta)
 
     def records(self, faces, probs, source, frame=None) -> list[dict]:
-        return [face_record(source, face.box, p, self.labels, frame) for face, p in zip(faces, probs)]
+        return [face_record(source, face.box, p, self.labels, frame, number)
+                for number, (face, p) in enumerate(zip(faces, probs), start=1)]
 
     # ------------------------------------------------------------------------------------------ API
 
