@@ -7,21 +7,26 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ferkit-setup
 HOST ?= 127.0.0.1
 PORT ?= 8000
+LOG_LEVEL ?= warning
 
 .PHONY: setup run test clean-venv
 
 setup: $(STAMP)
 
+# Recipe lines are silent (@): `make run` shows ferkit's own line (the URL, Ctrl-C stops) and what the server logs
+# at LOG_LEVEL (warning: problems only; LOG_LEVEL=info adds each request). torch is installed first, pinned: its
+# CPU wheel (2.13.0) is already on this machine's disk.
 $(STAMP): pyproject.toml
+	@echo "ferkit: setting up $(VENV) (first run, or pyproject.toml changed)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch first, pinned: the CPU wheel (2.13.0) is already on this machine's disk.
-	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# A busy port ends in one line from ferkit serve suggesting a free one (FERKIT_SERVE_RETRY words it for make).
 run: setup
-	@echo "ferkit web app: open http://$(HOST):$(PORT)/ in a browser (REST API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
-	$(VENV)/bin/ferkit serve --host $(HOST) --port $(PORT) --model default
+	@FERKIT_SERVE_RETRY='make run PORT={port}' $(VENV)/bin/ferkit serve --host $(HOST) --port $(PORT) \
+		--model default --log-level $(LOG_LEVEL)
 
 test: setup
 	$(PY) -m pytest

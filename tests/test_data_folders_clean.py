@@ -120,11 +120,17 @@ def test_load_folder_split_layout(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["cats", "7", "happy_faces"])
-def test_unknown_class_folder_raises(tmp_path, name):
+def test_a_class_name_of_its_own_makes_the_folder_names_the_labels(tmp_path, name):
     _write(tmp_path / "angry" / "a.png", _variants()["bgr_exact.png"])
     _write(tmp_path / name / "b.png", _variants()["bgr_exact.png"])
-    with pytest.raises(FerkitError, match=rf"[/\\]{name}: folder name is not a class"):
-        load_folder(tmp_path)
+    faces = load_folder(tmp_path)
+    assert faces.label_names == tuple(sorted(["angry", name])) and faces.num_classes == 2
+    assert {Path(s).parent.name: faces.label_names[i] for s, i in zip(faces.sources, faces.labels)} == {
+        "angry": "angry", name: name}
+    with pytest.raises(FerkitError, match=rf"class folder\(s\) '{name}' not among the model's labels"):
+        load_folder(tmp_path, class_names=("angry", "bored"))
+    with pytest.raises(FerkitError, match=rf"class folder '{name}' is not one of the model's labels \(angry, "):
+        load_folder(tmp_path, class_names=EMOTIONS)
 
 
 def test_folder_without_images_raises(tmp_path):

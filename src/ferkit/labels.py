@@ -1,4 +1,5 @@
-"""The label sets: FER2013's seven expressions and FER+'s eight, in their datasets' column order."""
+"""The label sets: FER2013's seven expressions and FER+'s eight, in their datasets' column order. (A folder data set
+of other class names has its own labels, its folder names: ferkit.data.folders.)"""
 
 # FER2013 `emotion` column: 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral.
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -11,6 +12,8 @@ FERPLUS_VOTE_COLUMNS = (
 FERPLUS_EMOTIONS = ("neutral", "happy", "surprise", "sad", "angry", "disgust", "fear", "contempt")
 
 USAGES = ("Training", "PublicTest", "PrivateTest")
+# What messages call those splits in a user's own folder data set (train/, val/, test/, or the automatic cut).
+FOLDER_SPLIT_NAMES = {"Training": "training", "PublicTest": "validation", "PrivateTest": "test"}
 
 # How FER+ votes become test labels: every face under its top vote, or the FER+ authors' strict majority
 # (ferkit.data.ferplus).

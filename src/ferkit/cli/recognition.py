@@ -247,16 +247,25 @@ def add_serve(sub) -> None:
 
 
 def cmd_serve(args) -> int:
+    import os
+
     try:
         from ferkit.web.app import serve
+        from ferkit.web.ports import bind_problem
     except ImportError as exc:
-        raise FerkitError(f"the web app needs {exc.name}: pip install fastapi uvicorn python-multipart") from None
+        raise FerkitError(f"the web app needs {exc.name}: pip install fastapi uvicorn python-multipart "
+                          "fastapi-offline") from None
     if not 0 <= args.port <= 65535:
         raise FerkitError(f"--port must be within 0..65535, got {args.port}")
     if args.max_megapixels <= 0 or args.max_video_frames < 1:
         raise FerkitError("--max-megapixels and --max-video-frames must be positive")
     if args.upload_memory_mb is not None and not args.upload_memory_mb > 0:
         raise FerkitError("--upload-memory-mb must be positive")
+    # before the model loads: a busy port is one line, not uvicorn's logs. FERKIT_SERVE_RETRY: what `make run`
+    # suggests running instead ("make run PORT={port}")
+    problem = bind_problem(args.host, args.port, os.environ.get("FERKIT_SERVE_RETRY"))
+    if problem:
+        raise FerkitError(problem)
     serve(host=args.host, port=args.port, log_level=args.log_level, model=args.model, detector=args.detector,
           precision=args.precision, device=args.device,
           workers=args.workers, threads=args.threads, max_upload_mb=args.max_upload_mb,

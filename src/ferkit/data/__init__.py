@@ -9,10 +9,12 @@ from ferkit.errors import FerkitError
 
 
 def load_dataset(path: str | Path, labels: str = "fer2013", clean: bool = False, skip_bad_rows: bool = False,
-                 ferplus_path: str | Path | None = None, ferplus_test: str = "plurality", log=None) -> FaceSet:
+                 ferplus_path: str | Path | None = None, ferplus_test: str = "plurality", log=None,
+                 class_names=None) -> FaceSet:
     """Any supported source by path: a FER2013 csv(.gz), or a folder of class folders. ferplus_test: how FER+
     votes become labels, "plurality" or "strict" (ferkit.data.ferplus). log: where to say what was skipped (bad
-    csv rows with skip_bad_rows, files of a folder that are not readable images)."""
+    csv rows with skip_bad_rows, files of a folder that are not readable images). class_names: a model's labels
+    that a folder's class folders must name (evaluation); None: the folder's own names (ferkit.data.folders)."""
     from ferkit.data.clean import clean_faceset
     from ferkit.data.fer2013 import load_fer2013
     from ferkit.data.ferplus import find_ferplus, load_ferplus
@@ -24,7 +26,7 @@ def load_dataset(path: str | Path, labels: str = "fer2013", clean: bool = False,
     if path.is_dir():
         if labels != "fer2013":
             raise FerkitError("FER+ labels come with the FER2013 csv, not with a folder data set")
-        faces = load_folder(path)
+        faces = load_folder(path, class_names=class_names)
     else:
         faces = load_fer2013(path, skip_bad_rows=skip_bad_rows)
         if labels == "ferplus":

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ferkit.labels import USAGES
+from ferkit.labels import FOLDER_SPLIT_NAMES, USAGES
 
 
 @dataclass
@@ -48,6 +48,10 @@ class FaceSet:
         if name not in USAGES:
             raise ValueError(f"unknown split {name!r}; expected one of {', '.join(USAGES)}")
         return self.subset(np.flatnonzero(self.usage == USAGES.index(name)))
+
+    def split_name(self, name: str) -> str:
+        """What messages call a split: FER2013's own name, or training / validation / test for a folder set."""
+        return FOLDER_SPLIT_NAMES.get(name, name) if self.info.get("folder") else name
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels[self.labels >= 0], minlength=self.num_classes)

@@ -13,7 +13,8 @@ Routes:
   ``?annotate=true``, annotated images past twice the upload limit (in all) are left out (``annotated_omitted``).
 - ``POST /api/v1/video`` (``file``) → 202 and a job; ``GET /api/v1/video/{id}`` (progress and, when done, the
   per-face-track summary), ``…/{id}/video`` (annotated VP8 WebM), ``…/{id}/timeline.png``.
-- ``GET /api/v1/models``, ``GET /healthz``; OpenAPI at ``/docs``.
+- ``GET /api/v1/models``, ``GET /healthz``; the API docs at ``/docs`` (Swagger UI) and ``/redoc``, served from
+  this machine's files (ferkit.web.docs: no CDN, so they work offline); the OpenAPI schema at ``/openapi.json``.
 
 Limits: a request body over ``max_upload_mb`` → 413 (refused from its Content-Length, or as soon as the stream
 passes the limit); an image over ``max_pixels`` → 413 before its pixels are decoded; not an image → 415; an image
@@ -47,6 +48,7 @@ from ferkit.errors import FerkitError
 from ferkit.media.images import MAX_PIXELS, looks_like_image
 from ferkit.version import __version__
 from ferkit.vision.detect import DEFAULT_DETECTOR, list_detectors
+from ferkit.web.docs import add_docs
 from ferkit.web.guard import Guard, split_origin
 from ferkit.web.limits import UploadBudget
 from ferkit.web.scratch import Scratch, sweep_stale
@@ -91,7 +93,7 @@ def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upl
             await videos.close()
             engine.executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Facial expression recognition: faces, boxes and the probabilities of seven "
                               "expressions (angry, disgust, fear, happy, sad, surprise, neutral).")
     app.state.engine = engine
@@ -99,6 +101,7 @@ def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upl
     app.state.videos = videos
     app.state.scratch = scratch
     app.add_middleware(Guard, settings=settings, budget=UploadBudget(settings.upload_memory_bytes))
+    add_docs(app)  # /docs and /redoc from local files, not FastAPI's CDN pages
 
     @app.exception_handler(ApiError)
     async def _api_error(_request, exc: ApiError):

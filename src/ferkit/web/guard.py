@@ -12,6 +12,8 @@ every response, and the upload budget (503 before a body is read).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import json
 import logging
@@ -31,11 +33,12 @@ WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
             "media-src 'self' data: blob:; connect-src 'self'; font-src 'self'; object-src 'none'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-# FastAPI's /docs and /redoc load their scripts from a CDN and start them with an inline script.
-DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-            "img-src 'self' data: https:; font-src 'self' https://fonts.gstatic.com; connect-src 'self'; "
-            "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+# The API docs pages (ferkit.web.docs) run Swagger UI and ReDoc from this server's files. Their inline scripts
+# are allowed one by one by hash; styles may be inline (ReDoc injects its own <style> elements); ReDoc's search
+# runs in a worker made from a blob: URL.
+DOCS_CSP = ("default-src 'self'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; font-src 'self'; connect-src 'self'; worker-src 'self' blob:; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = ((b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"), (b"cross-origin-opener-policy", b"same-origin"),
                     (b"cross-origin-resource-policy", b"same-origin"),
@@ -101,7 +104,6 @@ class Guard:
         self.allowed_hosts = {h.strip().lower().rstrip(".") for h in settings.allowed_hosts}
         name = socket.gethostname().lower()
         self.own_names = {name, name.split(".")[0], name.split(".")[0] + ".local"}
-        self.docs_paths = {"/docs", "/docs/oauth2-redirect", "/redoc"}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -188,7 +190,7 @@ class Guard:
         return limit if "transfer-encoding" in headers else 0
 
     def _with_headers(self, scope, send):
-        csp = (DOCS_CSP if scope.get("path") in self.docs_paths else PAGE_CSP).encode()
+        csp = PAGE_CSP.encode()  # unless the response has its own (the API docs pages: docs_csp)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
@@ -201,6 +203,13 @@ class Guard:
             await send(message)
 
         return send_with_headers
+
+
+def docs_csp(inline_scripts=()) -> str:
+    """The Content-Security-Policy of an API docs page whose inline scripts are exactly these."""
+    hashes = "".join(f" 'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
+                     for s in inline_scripts)
+    return DOCS_CSP.format(hashes=hashes)
 
 
 async def _json(send, status: int, code: str, detail: str, headers: dict | None = None):
