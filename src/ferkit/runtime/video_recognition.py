@@ -1,12 +1,14 @@
 """Recognition on video files, cameras and streams: detect + classify every frame, track faces with stable ids,
 smooth their probabilities, and write the annotated video, the per-frame CSV, the timeline and a per-track
-summary."""
+summary (process_video), or hand each frame's records to the caller as they come (video_records, behind
+Recognizer.predict_video). Both run the same per-frame step, recognized_frames."""
 
 from __future__ import annotations
 
 import time
 from array import array
 from pathlib import Path
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -32,6 +34,51 @@ class Timeline:
         """track → (frame indices, probabilities frames × classes)."""
         return {t: (np.frombuffer(self.frames[t], np.int32),
                     np.frombuffer(self.probabilities[t], np.float32).reshape(-1, classes)) for t in self.frames}
+
+
+class RecognizedFrame(NamedTuple):
+    index: int  # the frame's index in the video
+    frame: np.ndarray  # its pixels (BGR)
+    records: list[dict]  # its faces' records, smoothed, with track ids
+    tracked: list[tuple[int, np.ndarray]]  # (track id, smoothed probabilities as float32) per record
+
+
+def recognized_frames(recognizer, reader: VideoReader, tracker: IouTracker, every: int = 1,
+                      max_frames: int | None = None) -> Iterator[RecognizedFrame]:
+    """The one per-frame step that process_video and video_records share: every `every`-th frame of an open
+    reader (frames 0, every, 2 × every, ...) before frame max_frames, recognized and tracked. Nothing is kept
+    from one frame to the next but the tracker's state."""
+    labels = recognizer.labels
+    frames = iter(reader)
+    try:
+        for index, frame in frames:
+            if max_frames is not None and index >= max_frames:
+                break
+            if index % every:
+                continue
+            raw = recognizer.predict(frame, source=reader.name, frame=index)
+            tracked = tracker.update(index, [r["box"] for r in raw],
+                                     [[r["probabilities"][k] for k in labels] for r in raw])
+            time_s = None if reader.is_camera else index / reader.fps
+            records = [smoothed_record(r, tid, p, labels, time_s) for r, (tid, p) in zip(raw, tracked)]
+            yield RecognizedFrame(index, frame, records, tracked)
+    finally:
+        frames.close()  # stops the reader's decoding thread when the caller stops early
+
+
+def video_records(recognizer, source, every: int = 1, max_frames: int | None = None,
+                  smoothing: float = 0.4) -> Iterator[list[dict]]:
+    """Each recognized frame's records, as they come (Recognizer.predict_video is the documented form). Keeps
+    nothing, so memory stays flat however long the video or stream; the reader is opened at the first frame
+    asked for and released when the generator ends, is closed, or is collected."""
+    tracker = IouTracker(alpha=smoothing)
+    with VideoReader(source) as reader:
+        steps = recognized_frames(recognizer, reader, tracker, every, max_frames)
+        try:
+            for step in steps:
+                yield step.records
+        finally:
+            steps.close()
 
 
 def process_video(recognizer, source, out_video=None, csv_path=None, timeline_path=None, summary_path=None,
@@ -60,15 +107,9 @@ def process_video(recognizer, source, out_video=None, csv_path=None, timeline_pa
 
             total = reader.frame_count if max_frames is None else min(max_frames, reader.frame_count or max_frames)
             bar = tqdm(total=total, unit="frame", desc=Path(str(reader.name)).name, leave=False)
+        steps = recognized_frames(recognizer, reader, tracker, max_frames=max_frames)
         try:
-            for index, frame in reader:
-                if max_frames is not None and index >= max_frames:
-                    break
-                raw = recognizer.predict(frame, source=reader.name, frame=index)
-                tracked = tracker.update(index, [r["box"] for r in raw],
-                                         [[r["probabilities"][k] for k in labels] for r in raw])
-                time_s = None if reader.is_camera else index / reader.fps
-                frame_records = [smoothed_record(r, tid, p, labels, time_s) for r, (tid, p) in zip(raw, tracked)]
+            for index, frame, frame_records, tracked in steps:
                 for track_id, probabilities in tracked:
                     timeline.add(track_id, index, probabilities)
                 faces_seen += len(frame_records)
@@ -89,6 +130,7 @@ def process_video(recognizer, source, out_video=None, csv_path=None, timeline_pa
                 if bar:
                     bar.update(1)
         finally:
+            steps.close()
             if bar:
                 bar.close()
             if writer:
