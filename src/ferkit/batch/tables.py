@@ -58,7 +58,8 @@ class FaceColumns:
         for face, record in enumerate(records):
             row = len(self.scores)
             x, y, w, h = record["box"]
-            for name, value in (("frame", record.get("frame")), ("track", record.get("track")), ("face", record.get("face", face + 1)),
+            number = record.get("face", face + 1)
+            for name, value in (("frame", record.get("frame")), ("track", record.get("track")), ("face", number),
                                 ("x", x), ("y", y), ("w", w), ("h", h)):
                 if value is None:
                     self.missing[name].append(row)
