@@ -189,7 +189,7 @@ def test_what_used_to_break_now_works(world, capsys):
     assert main(["evaluate", "--model", world["model"], "--data", world["bom_csv"], "--split", "Training"]) == 0
     assert "accuracy" in capsys.readouterr().out
     assert main(["predict", world["dollar"], "--quiet", "--annotate", str(out)]) == 0  # the chart title is text
-    assert any(out.glob("*.face0.png")), list(out.iterdir())
+    assert any(out.glob("*.face1.png")), list(out.iterdir())
     assert main(["evaluate", "--model", world["model"], "--data", world["bad_row_csv"], "--split", "Training",
                  "--skip-bad-rows"]) == 0
     assert "skipped 1 bad row(s) (lines 3)" in capsys.readouterr().err

@@ -153,7 +153,7 @@ def test_cli_images_folders_json_csv_and_annotations(tiny_model, photos, tmp_pat
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 6 and {"x", "y", "w", "h", "emotion", "happy"} <= set(rows[0])
     assert (annotate / "group.jpg").is_file() and len(list(annotate.glob("group.face*.png"))) == 4
-    assert cv2.imread(str(annotate / "group.face0.png")) is not None
+    assert cv2.imread(str(annotate / "group.face1.png")) is not None
     glob_code = main(["predict", str(photos / "*.jpg"), "--model", str(tiny_model), "--json", str(out_json)])
     assert glob_code == 0 and len(json.loads(out_json.read_text())) == 1
 

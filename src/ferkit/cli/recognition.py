@@ -159,9 +159,10 @@ def _annotate_image(image, faces, folder: Path, stem: str) -> None:
 
     folder.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(folder / f"{stem}.jpg"), draw_faces(image, faces))
-    for i, face in enumerate(faces):
-        probability_chart(face, folder / f"{stem}.face{i}.png", title=f"{stem} face {i}: {face['emotion']} "
-                                                                        f"({face['score']:.2f})")
+    for face in faces:  # named by the face's number: the one on its box and in its JSON/CSV record
+        n = face["face"]
+        probability_chart(face, folder / f"{stem}.face{n}.png",
+                          title=f"{stem} face {n}: {face['emotion']} ({face['score']:.2f})")
 
 
 def _predict_video(recognizer, path: Path, args, errors) -> list[dict]:

@@ -118,7 +118,7 @@ def process_video(recognizer, source, out_video=None, csv_path=None, timeline_pa
                 if table:
                     table.write(frame_records)
                 if writer or show:
-                    annotated = draw_faces(frame, frame_records, bars=True)
+                    annotated = draw_faces(frame, frame_records)
                     if writer:
                         writer.write(annotated)
                     if show:
