@@ -66,7 +66,7 @@ class Recognizer:
         from ferkit import Recognizer, to_dataframe
         recognizer = Recognizer()                                  # loaded once, reused for every call
         faces = recognizer.predict("photo.jpg")                    # [{"emotion": "happy", "score": 0.93, ...}]
-        batch = recognizer.predict_batch(["a.jpg", pil_image])      # one list of records per image
+        batch = recognizer.predict_batch(["a.jpg", pil_image])     # one list of records per image
         for frame_faces in recognizer.predict_video("clip.mp4"):   # one list per frame, as the video plays
             ...
         to_dataframe(batch)                                        # one row per face (needs pandas)
@@ -75,11 +75,12 @@ class Recognizer:
 
     model: shipped model name, run folder, checkpoint or .onnx file (or a classifier object).
     detector: back-end name (``retinaface``, ``haar``) or a FaceDetector. threshold / min_face: the detector's
-    confidence threshold and smallest face side in pixels. preprocess: crop options from
-    ferkit.vision.align (default none). tta: None for the model's own, [], ["flip"] or
-    ["flip", "shift"]. align: level the eyes. precision: "auto" (the classifier's INT8 graph where it is the
-    faster, see ferkit.sessions; the detector in fp32), "fp32" or "int8" (both). device: ONNX Runtime's
-    provider, "auto", "cpu", "cuda" or "openvino".
+    confidence threshold and smallest face side in pixels. preprocess: crop options from ferkit.vision.align
+    (default none). tta: None for the model's own, [], ["flip"] or ["flip", "shift"]. align: level the eyes.
+    backend: "onnx" (ONNX Runtime) or "torch". threads: CPU threads (None: the runtime's own choice).
+    max_faces: keep only the largest N faces of an image. precision: "auto" (the classifier's INT8 graph where
+    it is the faster, see ferkit.sessions; the detector in fp32), "fp32" or "int8" (both). device: ONNX
+    Runtime's provider, "auto", "cpu", "cuda" or "openvino".
     """
 
     def __init__(self, model="default", detector=DEFAULT_DETECTOR, threshold: float | None = None,
@@ -144,14 +145,17 @@ class Recognizer:
         return sorted(faces, key=lambda face: (face.box[0], face.box[1]))
 
     def crops(self, image, faces) -> np.ndarray:
+        """The faces' aligned crops: uint8 N×48×48, the classifier's input (ferkit.vision.crop)."""
         return align_faces(image, faces, self.preprocess, self.align)
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Crops → probabilities N × len(labels), in the order of self.labels."""
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         return self.classifier.predict_proba(crops, tta=self.tta)
 
     def records(self, faces, probs, source, frame=None) -> list[dict]:
+        """One record per face, numbered from 1 in the order given (detect's reading order)."""
         return [face_record(source, face.box, p, self.labels, frame, number)
                 for number, (face, p) in enumerate(zip(faces, probs), start=1)]
 
