@@ -4,7 +4,9 @@ A checkpoint file holds three parts:
 
 - ``info``, a :class:`ModelInfo`: everything needed to use the weights (architecture and its arguments, labels,
   preprocessing, test-time augmentation, calibration temperature, ensemble members) and where they came from
-  (the training config that made them, validation metrics, epoch, training time, sources of a soup or a copy);
+  (the training config that made them, the data they trained on, validation metrics, epoch, training time,
+  sources of a soup or a copy). The labels are FER2013's, FER+'s or a folder set's own class names; the net's
+  output count is the number of labels;
 - ``model_state``: the weights;
 - ``training``, a :class:`TrainingState`, in a run's ``last.pt`` only: what an exact resume needs.
 
@@ -44,6 +46,7 @@ class ModelInfo:
     members: list = field(default_factory=list)              # an ensemble: one spec per member net
     parameters: int = 0
     config: dict = field(default_factory=dict)               # what made it: a TrainConfig, {"ensemble": [...]}
+    trained_on: dict = field(default_factory=dict)           # {"data": absolute path, "split": name or None}
     epoch: int = 0
     elapsed_s: float = 0.0                                   # training time, summed across resumes
     origin: dict = field(default_factory=dict)               # soups and widened copies: their sources

@@ -6,6 +6,19 @@ import argparse
 import sys
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already speaks of it or there is none worth
+    naming (None, an on/off flag, an empty list)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default in (None, argparse.SUPPRESS, [])
+                or isinstance(default, bool) or action.nargs == 0):
+            return action.help
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 def tta_argument(text: str) -> list[str]:
     """--tta MODES: "none", "flip", "shift" or a comma-separated mix, checked while parsing."""
     from ferkit.classifier.tta import parse_tta
@@ -14,6 +27,13 @@ def tta_argument(text: str) -> list[str]:
         return parse_tta(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def split_argument(text: str) -> str:
+    """--split: FER2013's names (Training, PublicTest, PrivateTest), or a folder set's (train, val, test, ...)."""
+    from ferkit.data.folders import SPLIT_FOLDERS
+
+    return SPLIT_FOLDERS.get(text.lower(), text)
 
 
 def add_skip_bad_rows(parser) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ferkit.classifier.onnx_classifier import PRECISIONS
 from ferkit.classifier.protocol import BACKENDS
-from ferkit.cli.arguments import add_skip_bad_rows, note, tta_argument
+from ferkit.cli.arguments import add_skip_bad_rows, note, split_argument, tta_argument
 from ferkit.errors import FerkitError
 from ferkit.files import write_atomically
 from ferkit.labels import FERPLUS_TESTS, USAGES
@@ -18,7 +18,9 @@ def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, per-class precision/recall/F1 and confusion matrix on a split")
     p.add_argument("--model", default="default", help="shipped model name, run folder or checkpoint file")
     p.add_argument("--data", required=True, help="FER2013 csv(.gz) or a folder of class folders")
-    p.add_argument("--split", default="PrivateTest", choices=USAGES)
+    p.add_argument("--split", default="PrivateTest", type=split_argument, choices=USAGES,
+                   help="split to score; a folder set's test/, val/ and train/ folders are also test, val and train "
+                        "(a folder without split folders is scored whole)")
     p.add_argument("--tta", type=tta_argument, metavar="MODES",
                    help="test-time augmentation: none, flip, shift or flip,shift (default: the model's own)")
     p.add_argument("--clean", action="store_true", help="drop blank images (and leaked Training rows)")
@@ -39,15 +41,18 @@ def add_evaluate(sub) -> None:
 
 def cmd_evaluate(args) -> int:
     from ferkit.classifier.protocol import load_classifier
-    from ferkit.evaluate.scoring import evaluate_classifier, evaluation_data
+    from ferkit.evaluate.scoring import evaluate_classifier, evaluation_data, training_overlap_warning
     from ferkit.render.confusion import plot_confusion
 
     classifier = load_classifier(args.model, args.backend, precision=args.precision)
     faces = evaluation_data(args.data, args.split, classifier.labels, clean=args.clean, ferplus_test=args.ferplus_test,
                             skip_bad_rows=bool(args.skip_bad_rows), log=note)
+    warning = training_overlap_warning(_model_info(args.model, classifier), args.data, faces, args.split)
+    if warning:
+        note(warning)
     report = evaluate_classifier(classifier, faces, tta=args.tta)
     report.update(model=str(args.model), checkpoint=classifier.source, data=str(args.data),
-                  split=args.split if faces.usage is not None else "all", clean=bool(args.clean),
+                  split=faces.split_name(args.split) if faces.usage is not None else "all", clean=bool(args.clean),
                   backend=args.backend, precision=getattr(classifier, "precision", "fp32"))
     if "ferplus_test" in faces.info:
         report["ferplus_test"] = faces.info["ferplus_test"]
@@ -68,6 +73,18 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _model_info(model, classifier):
+    """The checkpoint's ModelInfo behind a classifier (None for an .onnx file: it does not say what it trained on)."""
+    if getattr(classifier, "info", None) is not None:
+        return classifier.info
+    if Path(str(model)).suffix.lower() == ".onnx":
+        return None
+    from ferkit.classifier.checkpoint import load_checkpoint
+    from ferkit.classifier.shipped import resolve_checkpoint
+
+    return load_checkpoint(resolve_checkpoint(model)).info
+
+
 def add_report(sub) -> None:
     p = sub.add_parser("report", help="HTML + Markdown evaluation report: metrics, robustness, calibration, saliency",
                        description="Evaluate one or more models on a split and write DIR/report.html (self-contained: "
@@ -84,7 +101,7 @@ def add_report(sub) -> None:
     p.add_argument("--run", action="append", default=[], metavar="RUN_DIR",
                    help="training run folder whose history.csv to plot, one per --model in order (a --model that "
                         "is a run folder is used as its own)")
-    p.add_argument("--split", default="PrivateTest", choices=USAGES,
+    p.add_argument("--split", default="PrivateTest", type=split_argument, choices=USAGES,
                    help="split to report on (default PrivateTest; not PublicTest, where the temperature is fitted)")
     p.add_argument("--subset", type=int, default=0, metavar="N",
                    help="use a fixed class-stratified sample of N images of each split (quick looks, tests)")

@@ -41,16 +41,19 @@ class TensorBoardLogger:
         self.writer.close()
 
 
-def epoch_line(row: dict, config, scored: bool, improved: bool, note: str, eta: str) -> str:
-    """The one line a run logs after each epoch."""
+def epoch_line(row: dict, config, scored: bool, improved: bool, note: str, eta: str,
+               split: str | None = None) -> str:
+    """The one line a run logs after each epoch; split: what to call the validation split (FER2013's PublicTest, or
+    validation for a user's folder set)."""
+    split = split or config.val_split
     if scored:
-        text = (f"{config.val_split} loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} "
+        text = (f"{split} loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} "
                 f"macro-F1 {row['val_macro_f1']:.4f}{' *' if improved else ''}")
         if "val_acc_raw" in row:
             text += f" (raw weights {row['val_acc_raw']:.4f})"
         text += note
     else:
-        text = f"{config.val_split} not scored before {config.validate_from:g} of the run"
+        text = f"{split} not scored before {config.validate_from:g} of the run"
     if "train_side" in row:
         text += f" | trained at {row['train_side']} px"
     return (f"epoch {row['epoch']}/{config.epochs}  loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | {text} | "

@@ -43,7 +43,7 @@ from ferkit.train.callbacks import TensorBoardLogger, epoch_line, write_history
 from ferkit.train.config import TrainConfig
 from ferkit.train.distillation import Distillation, init_from_checkpoint
 from ferkit.train.distributed import Processes
-from ferkit.train.objective import class_weight_vector, soft_cross_entropy, soft_targets, split_data
+from ferkit.train.objective import class_weight_vector, soft_cross_entropy, soft_targets, split_data, split_names
 from ferkit.train.progressive import ProgressiveResizing, train_sides
 from ferkit.train.schedule import RunClock, build_optimizer, build_scheduler, format_eta, run_eta
 from ferkit.vision.crop import PREPROCESS, normalise_unit
@@ -91,7 +91,13 @@ class Trainer:
         faces = processes.first(lambda: load_dataset(cfg.data, labels=cfg.labels, clean=cfg.clean,
                                                      skip_bad_rows=cfg.skip_bad_rows, log=self.log))
         self.train_set, self.val_set = split_data(faces, cfg)
+        self.train_name, self.val_name = split_names(faces, cfg)
         self.labels = faces.label_names
+        if faces.info.get("folder"):  # a user's own classes: say which the folders gave
+            self.log(f"{cfg.data}: {len(self.labels)} classes ({', '.join(self.labels)})")
+        # what evaluation needs to notice a score on the very images trained on (None: a folder without splits)
+        trained_on = {"data": str(Path(cfg.data).resolve()), "split": cfg.train_split if faces.usage is not None
+                      else None}
         torch.manual_seed(cfg.seed)  # weight initialisation
         model = create_model(cfg.model, num_classes=len(self.labels), **cfg.model_kwargs)
         if cfg.init_from and self.resumed is None:
@@ -112,12 +118,12 @@ class Trainer:
         if processes.is_main:
             (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=True))
         self.parameters = count_parameters(self.model)
-        self.log(f"{cfg.model}: {self.parameters:,} parameters | train {len(self.train_set):,} ({cfg.train_split}) | "
-                 f"val {len(self.val_set):,} ({cfg.val_split}) | {device}{processes.describe()} | {cfg.epochs} "
+        self.log(f"{cfg.model}: {self.parameters:,} parameters | train {len(self.train_set):,} ({self.train_name}) | "
+                 f"val {len(self.val_set):,} ({self.val_name}) | {device}{processes.describe()} | {cfg.epochs} "
                  f"epochs x {self.steps_per_epoch} steps")
         self.info = ModelInfo(arch=cfg.model, arch_kwargs=dict(cfg.model_kwargs), labels=self.labels,
                               preprocess=dict(PREPROCESS), tta=list(cfg.tta), parameters=self.parameters,
-                              config=cfg.to_dict())
+                              config=cfg.to_dict(), trained_on=trained_on)
         self.distillation = Distillation(cfg, len(self.labels), device)
         self.targets = self.distillation.targets(self.train_set.images,
                                                  soft_targets(self.train_set, cfg.soft_labels).to(device), self.log)
@@ -189,13 +195,13 @@ class Trainer:
             if self.clock.budget_s:
                 eta = max(0.0, min(eta, self.clock.budget_s - self.clock.spent))
             note = self.average.note() if self.average is not None else ""
-            self.log(epoch_line(row, cfg, scored, improved, note, format_eta(eta)))
+            self.log(epoch_line(row, cfg, scored, improved, note, format_eta(eta), self.val_name))
             if self.clock.out_of_time():
                 self.log(f"time budget of {cfg.time_budget_min:g} min spent in epoch {epoch + 1} "
                          f"({steps}/{self.steps_per_epoch} steps)")
                 break
             if cfg.early_stopping and self.stale >= cfg.early_stopping:
-                self.log(f"early stop: no {cfg.val_split} improvement in {self.stale} epochs")
+                self.log(f"early stop: no {self.val_name} improvement in {self.stale} epochs")
                 break
             if stop_after_epochs is not None and epoch + 1 - self.start_epoch >= stop_after_epochs:
                 break
@@ -215,7 +221,7 @@ class Trainer:
         if not self.processes.is_main:  # the others hold the same state: the validation figures are shared
             return
         if improved:
-            metrics = {"val_split": cfg.val_split, "val_acc": self.best, "val_macro_f1": report["macro_f1"],
+            metrics = {"val_split": self.val_name, "val_acc": self.best, "val_macro_f1": report["macro_f1"],
                        "train_acc": train_acc}
             save_checkpoint(self.out / "best.pt", Checkpoint(replace(info, metrics=metrics), chosen.state_dict()))
         averages = {self.average.name: self.average.state_dict()} if self.average is not None else {}

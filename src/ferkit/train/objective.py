@@ -27,6 +27,14 @@ def split_data(faces: FaceSet, config) -> tuple[FaceSet, FaceSet]:
     return train, val
 
 
+def split_names(faces: FaceSet, config) -> tuple[str, str]:
+    """What messages call the training and validation splits: FER2013's names (Training, PublicTest), or training
+    and validation for a user's folder set (its train/ and val/ folders, or the automatic cut)."""
+    if faces.usage is None:
+        return "training", "validation"
+    return faces.split_name(config.train_split), faces.split_name(config.val_split)
+
+
 def soft_targets(faces: FaceSet, use_votes: bool) -> torch.Tensor:
     """N×classes targets: the FER+ vote distributions, or one-hot labels."""
     if use_votes:
