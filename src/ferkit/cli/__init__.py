@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from ferkit.cli import batch, evaluation, model_tools, recognition, sweep, training
+from ferkit.cli.arguments import DefaultsHelpFormatter
 from ferkit.errors import FerkitError
 from ferkit.version import __version__
 
@@ -34,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_report(sub)
     evaluation.add_calibrate(sub)
     recognition.add_serve(sub)
+    for command in sub.choices.values():  # every command's --help names its defaults
+        command.formatter_class = DefaultsHelpFormatter
     return parser
 
 

@@ -21,20 +21,22 @@ def add_train(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (its saved config; --epochs may extend "
                         "it, --threads/--device/--no-progress/--tensorboard may change)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="passes over the training split")
     p.add_argument("--time-budget", dest="time_budget_min", type=float, metavar="MINUTES",
                    help="stop after this many minutes whatever the epoch; cosine decays over the time "
                         "(--epochs is then a cap)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=TrainConfig.choices("optimizer"))
-    p.add_argument("--schedule", choices=TrainConfig.choices("schedule"))
-    p.add_argument("--labels", choices=TrainConfig.choices("labels"))
+    p.add_argument("--batch-size", type=int, help="images per step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--optimizer", choices=TrainConfig.choices("optimizer"), help="sgd is with Nesterov momentum")
+    p.add_argument("--schedule", choices=TrainConfig.choices("schedule"), help="learning-rate schedule")
+    p.add_argument("--labels", choices=TrainConfig.choices("labels"),
+                   help="FER2013's seven labels, or FER+'s eight (fer2013new.csv beside the csv); a folder set's "
+                        "labels are its class folders' names")
     p.add_argument("--clean", action="store_true", default=None, help="drop blank images and leaked duplicates")
     add_skip_bad_rows(p)
     p.add_argument("--subset", type=int, help="use only the first N training images")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--seed", type=int, help="weights, shuffling, augmentation and a folder set's validation cut")
+    p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--channels-last", action="store_true", default=None)
     p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
@@ -42,6 +44,20 @@ def add_train(sub) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_train)
+    _name_config_defaults(p)
+
+
+def _name_config_defaults(parser) -> None:
+    """train's flags default to None so that a --config file's values win over them; their help names the default
+    of TrainConfig instead."""
+    defaults = TrainConfig().to_dict()
+    for action in parser._actions:
+        value = defaults.get(action.dest)
+        if action.dest not in defaults or action.nargs == 0 or value in ("", None):
+            continue
+        shown = {("subset", 0): "0 = all", ("time_budget_min", 0.0): "0 = none", ("threads", 0): "0 = torch's"}.get(
+            (action.dest, value), value)
+        action.help = f"{action.help or ''} (default: {str(shown).replace('%', '%%')})".lstrip()
 
 
 def cmd_train(args) -> int:
