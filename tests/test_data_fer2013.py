@@ -315,3 +315,18 @@ def test_real_first_rows_match_full_file(fer2013_full, fer_rows):
     for position, (emotion, pixels) in enumerate(fer_rows):
         assert fer2013_full.labels[position] == emotion
         np.testing.assert_array_equal(fer2013_full.images[position], pixels)
+
+
+def test_a_long_first_parse_says_so_once_and_a_cached_load_is_silent(tmp_path, fer_rows, write_fer_csv, monkeypatch,
+                                                                      capsys):
+    path = write_fer_csv(tmp_path / "announce.csv.gz", fer_rows)
+    monkeypatch.setattr(fer2013_module, "ANNOUNCE_AFTER_S", 0.0)  # as if this small file were the 90 MiB one
+    load_fer2013(path)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("parsing announce.csv.gz the first time (about 5 s; ")
+    assert str(cache.cache_path("fer2013", path).parent) in lines[0] or "~/" in lines[0]
+    load_fer2013(path)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(fer2013_module, "ANNOUNCE_AFTER_S", 3.0)
+    load_fer2013(write_fer_csv(tmp_path / "small.csv", fer_rows), use_cache=False)  # a small csv: no line
+    assert capsys.readouterr().err == ""
