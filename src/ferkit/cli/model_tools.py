@@ -10,8 +10,20 @@ from ferkit.errors import FerkitError
 
 
 def add_models(sub) -> None:
-    p = sub.add_parser("models", help="list registered architectures and shipped models")
+    p = sub.add_parser("models", help="list registered architectures and shipped models (PrivateTest accuracy)")
     p.set_defaults(func=cmd_models)
+
+
+def shipped_results() -> dict:
+    """name → the PrivateTest figures docs/results.md records for a shipped model (weights/results.json)."""
+    import json
+
+    from ferkit.classifier.shipped import WEIGHTS_DIR
+
+    try:
+        return json.loads((WEIGHTS_DIR / "results.json").read_text())["models"]
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def cmd_models(args) -> int:
@@ -24,11 +36,18 @@ def cmd_models(args) -> int:
         model = create_model(name)
         print(f"{name:<16}{count_parameters(model):>14,}{count_parameters(model, keras_style=True):>16,}")
     print()
-    print(f"{'shipped model':<16}{'architecture':<16}{'parameters':>12}  {'labels':<8}{'TTA':<12}PublicTest")
+    results = shipped_results()
+    print(f"{'shipped model':<16}{'architecture':<16}{'parameters':>12}  {'labels':<8}{'TTA':<12}PrivateTest accuracy")
     for name, path in shipped_models().items():
         info = load_checkpoint(path).info
+        figures = results.get(name, {})
+        accuracy = f"{figures['accuracy']:.4f}" if "accuracy" in figures else "-"
+        if "strict" in figures:
+            accuracy += f" ({figures['strict']:.4f} strict)"
         print(f"{name:<16}{info.arch:<16}{info.parameters:>12,}  {len(info.labels):<8}"
-              f"{','.join(info.tta) or '-':<12}{info.metrics.get('val_acc', float('nan')):.4f}")
+              f"{','.join(info.tta) or '-':<12}{accuracy}")
+    print("PrivateTest: the held-out FER2013 split, each model with its own TTA (docs/results.md); FER+ models on "
+          "FER+ labels, strict: the FER+ authors' protocol")
     return 0
 
 
