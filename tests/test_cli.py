@@ -161,3 +161,45 @@ def test_evaluate_works_on_a_folder_data_set(tiny_run, tmp_path, capsys):
     report = json.loads(out_json.read_text())
     assert report["count"] == 3 and report["split"] == "all"
     assert report["per_class"]["happy"]["support"] == 2 and report["per_class"]["sad"]["support"] == 1
+
+
+def test_help_names_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    defaults = TrainConfig()  # train's flags default to None (a --config file wins); the help names these
+    for shown in (f"--epochs EPOCHS passes over the training split (default: {defaults.epochs})",
+                  f"--batch-size BATCH_SIZE images per step (default: {defaults.batch_size})",
+                  f"--lr LR peak learning rate (default: {defaults.lr})",
+                  f"--subset SUBSET use only the first N training images (default: {defaults.subset} = all)",
+                  f"--model MODEL registered model name (see `ferkit models`) (default: {defaults.model})"):
+        assert shown in text
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "(default: PrivateTest)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_models_shows_privatetest_figures_as_results_md_records_them(capsys):
+    from test_shipped_accuracy import RESULTS, recorded_figures
+
+    from ferkit.cli.model_tools import shipped_results
+
+    recorded = recorded_figures(RESULTS.read_text())
+    for name, figures in shipped_results().items():
+        labels = figures["labels"]
+        assert figures["accuracy"] == recorded[name, labels]["accuracy"], name
+        assert figures["int8"] == recorded[f"{name} int8", labels]["accuracy"], name
+        if "strict" in figures:
+            assert figures["strict"] == recorded[name, f"{labels} strict"]["accuracy"], name
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "PrivateTest accuracy" in out and "PublicTest" not in out
+    row = next(line for line in out.splitlines() if line.startswith("default "))
+    assert f"{shipped_results()['default']['accuracy']:.4f}" in row
+
+
+def test_evaluating_the_split_a_model_trained_on_warns(tiny_run, tiny_csv, capsys):
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_csv), "--split", "Training"]) == 0
+    assert "split Training is the one this model trained on" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tiny_run), "--data", str(tiny_csv), "--split", "PrivateTest"]) == 0
+    assert "warning" not in capsys.readouterr().err

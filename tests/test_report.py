@@ -255,6 +255,15 @@ def test_automatic_robustness_size_follows_the_model_speed():
     assert MIN_ROBUSTNESS_SIZE < middle < MAX_ROBUSTNESS_SIZE
 
 
+def test_a_stratified_sample_has_exactly_the_size_asked_for():
+    # FER2013's PrivateTest class counts: rounding each class's share alone gave 101 images for --subset 100
+    labels = np.repeat(np.arange(7), [491, 55, 528, 879, 594, 416, 626])
+    for size in (1, 5, 7, 50, 100, 101, 333, 1000, 3588):
+        pick = stratified_sample(labels, size, seed=0)
+        assert len(pick) == len(set(pick)) == size, size
+    assert np.bincount(labels[stratified_sample(labels, 100)]).min() >= 1  # every class still in it
+
+
 def test_a_smaller_stratified_sample_is_part_of_a_larger_one():
     labels = np.repeat(np.arange(7), [40, 5, 40, 80, 50, 30, 55])
     small, large = stratified_sample(labels, 100, seed=3), stratified_sample(labels, 200, seed=3)

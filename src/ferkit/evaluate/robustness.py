@@ -213,15 +213,30 @@ def robustness_curves(classifier, images: np.ndarray, labels: np.ndarray, pertur
 
 
 def stratified_sample(labels: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of about size items keeping each class's share (all of them when size >= len). With one
+    """Sorted indices of exactly size items keeping each class's share (all of them when size >= len). With one
     seed, a smaller sample is drawn from the front of the same per-class shuffles as a larger one."""
     labels = np.asarray(labels)
     if size <= 0 or size >= len(labels):
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
-    chosen = []
-    for c in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == c))
-        take = max(1, int(round(size * len(members) / len(labels))))
-        chosen.append(members[:take])
-    return np.sort(np.concatenate(chosen))
+    classes = np.unique(labels)
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    takes = class_quotas(np.array([len(m) for m in members]), size)
+    return np.sort(np.concatenate([m[:take] for m, take in zip(members, takes)]))
+
+
+def class_quotas(counts: np.ndarray, size: int) -> np.ndarray:
+    """How many of each class a sample of `size` takes: one of each first (the largest classes when size is
+    smaller than the number of classes), then one at a time to the class whose share is furthest behind
+    (Sainte-Laguë). The quotas sum to size exactly (rounding each class's share on its own can overshoot: 101 for
+    --subset 100) and never shrink as size grows, so a smaller sample stays part of a larger one."""
+    counts = np.asarray(counts, np.int64)
+    takes = np.zeros(len(counts), np.int64)
+    if size < np.count_nonzero(counts):
+        takes[np.argsort(-counts, kind="stable")[:size]] = 1
+        return takes
+    takes[:] = np.minimum(counts, 1)
+    for _ in range(size - int(takes.sum())):
+        priority = np.where(takes < counts, counts / (2 * takes + 1), -1.0)
+        takes[int(np.argmax(priority))] += 1
+    return takes
