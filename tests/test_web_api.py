@@ -157,7 +157,8 @@ def test_batch_gives_one_entry_per_file_in_order(client):
 def test_models_health_page_and_openapi(client, tiny_model):
     models = client.get("/api/v1/models").json()
     assert models["default_model"] == str(tiny_model)
-    assert models["models"][0] == {"name": str(tiny_model), "default": True, "loaded": True}
+    assert models["models"][0] == {"name": str(tiny_model), "default": True, "loaded": True,
+                                   "labels": list(EMOTIONS)}  # each model's own labels, in its output order
     assert {"retinaface", "haar"} <= set(models["detectors"]) and models["labels"] == list(EMOTIONS)
     assert models["limits"]["max_upload_mb"] == LIMIT_MB
     assert client.get("/healthz").json()["status"] == "ok"

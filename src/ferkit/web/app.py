@@ -130,6 +130,27 @@ def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upl
         return {"status": "ok", "version": __version__, "model": settings.model,
                 "detector": settings.detector, "workers": settings.workers, "pending": engine.pending}
 
+    known_labels: dict[str, list[str]] = {}
+
+    def model_labels(name: str) -> list[str] | None:
+        """A model's labels in its output order (the page's bars and footer follow them): its loaded recognizer's,
+        else a shipped model's ONNX graph's; None when only loading the model would tell."""
+        if name not in known_labels:
+            found = [r.labels for (m, _d), (r, _lock) in list(engine._recognizers.items()) if m == name]
+            from ferkit.classifier.shipped import shipped_models
+
+            shipped = shipped_models().get(engine.models[name])
+            graph = shipped.with_suffix(".onnx") if shipped else None
+            if not found and graph and graph.is_file():
+                from ferkit.classifier.onnx_classifier import OnnxClassifier
+
+                with contextlib.suppress(Exception):  # a damaged graph: the page takes the answers' labels
+                    found = [OnnxClassifier(graph, threads=1).labels]
+            if not found:
+                return None
+            known_labels[name] = list(found[0])
+        return known_labels[name]
+
     @app.get("/api/v1/models", tags=["service"])
     async def models():
         """The models and face detectors a request may choose, the defaults, and the server's limits."""
@@ -137,8 +158,8 @@ def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upl
         from ferkit.render.overlay import COLORS
 
         loaded = {m for m, _ in engine._recognizers}
-        return {"models": [{"name": name, "default": name == settings.model, "loaded": name in loaded}
-                           for name in engine.models],
+        return {"models": [{"name": name, "default": name == settings.model, "loaded": name in loaded,
+                            "labels": model_labels(name)} for name in engine.models],
                 "detectors": engine.detectors, "default_model": settings.model,
                 "default_detector": settings.detector, "labels": list(EMOTIONS),
                 "colors": {k: "#{2:02x}{1:02x}{0:02x}".format(*bgr) for k, bgr in COLORS.items()},

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { colors: {}, labels: [], limits: { max_upload_mb: 20 }, tab: "photo" };
+const state = { colors: {}, labels: [], modelLabels: {}, detectors: [], limits: { max_upload_mb: 20 }, tab: "photo" };
 
 // ------------------------------------------------------------------------------------------ helpers
 
@@ -14,7 +14,25 @@ function showMessage(text, kind = "error") {
   box.hidden = false;
 }
 
-function colorFor(label) { return state.colors[label] || "#00ff00"; }
+function colorFor(label) { return labelColor(label, state.colors); }
+
+const NUMBER_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+  "twelve"];
+
+// The chosen model's labels, in its output order: from /api/v1/models, else from the last answer's probabilities.
+function modelLabels(model = $("model").value) { return state.modelLabels[model] || state.labels; }
+
+function showModelLabels(labels = modelLabels()) {
+  const n = labels.length;
+  $("model-labels").textContent = `${NUMBER_WORDS[n] || n} expression${n === 1 ? "" : "s"}: ${labels.join(", ")}`;
+}
+
+// The bars' order, the same for every face: the model's labels, then any other the answer carries.
+function labelOrder(faces, model) {
+  const seen = faces.length ? Object.keys(faces[0].probabilities) : [];
+  const known = modelLabels(model).filter((label) => seen.includes(label));
+  return known.concat(seen.filter((label) => !known.includes(label)));
+}
 
 function choiceQuery(extra = "") {
   const params = new URLSearchParams();
@@ -44,29 +62,35 @@ function tooLarge(file) {
 
 function pct(p) { return (100 * p).toFixed(1) + "%"; }
 
-// One card per face: its label and the seven probability bars, the largest highlighted.
-function faceCard(face, index) {
+// One card per face: its number (the one on its box), its label and a bar per label in `order`, the largest
+// highlighted. Hovering or focusing the card highlights its box.
+function faceCard(face, index, order) {
+  const number = face.face || index + 1;
   const card = document.createElement("div");
   card.className = "face-card";
+  card.tabIndex = 0;
+  card.dataset.face = number;
   card.dataset.emotion = face.emotion;
   const title = document.createElement("h3");
-  const swatch = document.createElement("span");
-  swatch.className = "swatch";
-  swatch.style.background = colorFor(face.emotion);
-  title.append(swatch, `Face ${index + 1}: `);
+  const tag = document.createElement("span");
+  tag.className = "face-num";
+  tag.textContent = number;
+  tag.style.borderColor = colorFor(face.emotion);
+  title.append(tag, `Face ${number}: `);
   const name = document.createElement("span");
   name.className = "emotion";
   name.textContent = face.emotion;
   title.append(name, ` (${pct(face.score)})`);
   card.append(title);
-  const entries = Object.entries(face.probabilities);
-  const best = entries.reduce((a, b) => (b[1] > a[1] ? b : a))[0];
-  for (const [label, p] of entries) {
+  const labels = order || Object.keys(face.probabilities);
+  for (const label of labels) {
+    const p = face.probabilities[label] || 0;
     const row = document.createElement("div");
-    row.className = "bar-row" + (label === best ? " top" : "");
+    row.className = "bar-row" + (label === face.emotion ? " top" : "");
     row.dataset.label = label;
     const text = document.createElement("span");
     text.textContent = label;
+    text.title = label;
     const bar = document.createElement("div");
     bar.className = "bar";
     const fill = document.createElement("span");
@@ -79,12 +103,25 @@ function faceCard(face, index) {
     row.append(text, bar, value);
     card.append(row);
   }
+  for (const [type, on] of [["mouseenter", true], ["mouseleave", false], ["focus", true], ["blur", false]]) {
+    card.addEventListener(type, () => highlightFace(number, on));
+  }
   return card;
+}
+
+// Marks face `number`'s box, label and card (or unmarks them).
+function highlightFace(number, on) {
+  const selector = `#photo-stage [data-face="${number}"], #photo-faces [data-face="${number}"]`;
+  document.querySelectorAll(selector).forEach((el) => el.classList.toggle("highlight", on));
 }
 
 // Drag-and-drop onto a drop zone, plus its file input.
 function dropZone(zone, input, onFile) {
   input.addEventListener("change", () => { if (input.files.length) onFile(input.files[0]); input.value = ""; });
+  // a focusable button for the keyboard: Enter or Space opens the file chooser, as a click does
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
+  });
   for (const type of ["dragenter", "dragover"]) {
     zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("over"); });
   }
@@ -99,42 +136,51 @@ function dropZone(zone, input, onFile) {
 
 // ------------------------------------------------------------------------------------------ photo
 
-let photoUrl = null;
+// file: the photo shown (recognised again when the model or detector changes); seq: answers to older requests
+// are dropped; result: the answer shown, for laying its labels out again when the page's width changes.
+const photo = { file: null, url: null, seq: 0, result: null };
 
 // body[data-photo] tells where the photo tab is: busy, then done (a result is shown) or error (a message is).
 function photoState(value) { document.body.dataset.photo = value; }
 
 async function recognisePhoto(file) {
+  const seq = ++photo.seq;
+  const stale = () => seq !== photo.seq;
   showMessage("");
-  $("photo-result").hidden = true;
   photoState("busy");
   if (tooLarge(file)) {
+    photo.file = null;
+    $("photo-result").hidden = true;
     showMessage(`${file.name} is ${(file.size / 1048576).toFixed(1)} MB, over the ${state.limits.max_upload_mb} MB limit.`);
     photoState("error");
     return;
   }
   $("photo-busy").hidden = false;
+  const failed = (text) => {
+    if (stale()) return;
+    photo.file = null;
+    $("photo-busy").hidden = true;
+    $("photo-result").hidden = true;
+    showMessage(text);
+    photoState("error");
+  };
   const form = new FormData();
   form.append("file", file, file.name);
   let response;
   try {
     response = await fetch("/api/v1/predict" + choiceQuery("&annotate=true"), { method: "POST", body: form });
   } catch (e) {
-    $("photo-busy").hidden = true;
-    showMessage("Could not reach the ferkit server. Is it still running?");
-    photoState("error");
+    failed("Could not reach the ferkit server. Is it still running?");
     return;
   }
-  if (!response.ok) {
-    $("photo-busy").hidden = true;
-    showMessage(await errorText(response));
-    photoState("error");
-    return;
-  }
+  if (!response.ok) { failed(await errorText(response)); return; }
   const result = await response.json();
-  if (photoUrl) URL.revokeObjectURL(photoUrl);
-  photoUrl = URL.createObjectURL(file);
-  await showPhoto(result, photoUrl);
+  if (stale()) return;
+  photo.file = file;
+  if (photo.url) URL.revokeObjectURL(photo.url);
+  photo.url = URL.createObjectURL(file);
+  await showPhoto(result, photo.url);
+  if (stale()) return;
   $("photo-busy").hidden = true;
   photoState("done");
 }
@@ -150,52 +196,100 @@ function loadImage(img, src) {
 async function showPhoto(result, url) {
   const stage = $("photo-stage");
   const img = $("photo-image");
-  stage.querySelectorAll(".face-box").forEach((el) => el.remove());
+  stage.querySelectorAll(".face-box, .face-label").forEach((el) => el.remove());
+  photo.result = null;
   // The browser cannot show every format the server reads (TIFF, PGM, ...): then show the server's drawing.
   const shown = await loadImage(img, url);
   const drawnByServer = !shown || (img.naturalWidth !== result.width || img.naturalHeight !== result.height);
   if (drawnByServer && result.annotated) await loadImage(img, result.annotated);
-  if (!drawnByServer) {
-    result.faces.forEach((face) => stage.append(faceBox(face, result.width, result.height)));
+  const labels = Object.keys((result.faces[0] || {}).probabilities || {});
+  if (labels.length && !state.modelLabels[result.model]) {  // a model /api/v1/models could not name the labels of
+    state.modelLabels[result.model] = labels;
+    showModelLabels();
   }
-  const faces = $("photo-faces");
-  faces.replaceChildren(...result.faces.map(faceCard));
+  const order = labelOrder(result.faces, result.model);
+  $("photo-faces").replaceChildren(...result.faces.map((face, i) => faceCard(face, i, order)));
   $("photo-meta").textContent = `${result.filename}: ${result.width}×${result.height}, ` +
     `${result.faces.length} face${result.faces.length === 1 ? "" : "s"}, ${(1000 * result.seconds).toFixed(0)} ms ` +
     `(${result.model}, ${result.detector})`;
   const link = $("photo-download");
-  if (result.annotated) {
+  link.hidden = !(result.annotated && result.faces.length);  // with no face it is the photo itself
+  if (!link.hidden) {
     link.href = result.annotated;
     link.download = (result.filename || "photo").replace(/\.[^.]*$/, "") + ".annotated.jpg";
-    link.hidden = false;
-  } else {
-    link.hidden = true;
   }
   $("photo-result").hidden = false;
+  if (!drawnByServer) {
+    result.faces.forEach((face, i) => stage.append(...faceBox(face, i, result.width, result.height)));
+    photo.result = result;
+    placePhotoLabels();
+  }
   if (result.faces.length === 0) {
-    showMessage("No face found in this photo. Try one where the face is larger, more frontal or better lit, " +
-      "or the other detector.", "warn");
+    const others = state.detectors.filter((d) => d !== result.detector);
+    showMessage("No face found in this photo. Try one where the face is larger, more frontal or better lit" +
+      (others.length ? `, or the ${others.join(" or the ")} detector (Detector menu above).` : "."), "warn");
   } else {
     showMessage("");
   }
 }
 
-function faceBox(face, width, height) {
+function faceBox(face, index, width, height) {
   const [x, y, w, h] = face.box;
+  const number = face.face || index + 1;
   const box = document.createElement("div");
-  box.className = "face-box" + (y < 0.06 * height ? " below" : "");
+  box.className = "face-box";
+  box.dataset.face = number;
   box.dataset.emotion = face.emotion;
   box.style.left = (100 * x / width) + "%";
   box.style.top = (100 * y / height) + "%";
   box.style.width = (100 * w / width) + "%";
   box.style.height = (100 * h / height) + "%";
   box.style.borderColor = colorFor(face.emotion);
-  const label = document.createElement("span");
+  const label = document.createElement("div");
   label.className = "face-label";
+  label.dataset.face = number;
   label.style.background = colorFor(face.emotion);
-  label.textContent = `${face.emotion} ${face.score.toFixed(2)}`;
-  box.append(label);
-  return box;
+  const tag = document.createElement("span");
+  tag.className = "num";
+  tag.textContent = number;
+  const emotion = document.createElement("span");
+  emotion.className = "emotion";
+  emotion.textContent = face.emotion;
+  const score = document.createElement("span");
+  score.className = "score";
+  score.textContent = face.score.toFixed(2);
+  label.append(tag, emotion, score);
+  for (const el of [box, label]) {
+    el.addEventListener("mouseenter", () => highlightFace(number, true));
+    el.addEventListener("mouseleave", () => highlightFace(number, false));
+  }
+  return [box, label];
+}
+
+// Places the photo's labels for the size the image is shown at, none overlapping. Where full labels do not fit
+// near their faces (small screens, crowded photos), they drop the score, then the expression: the number always
+// stays, and its card says the rest.
+function placePhotoLabels() {
+  const result = photo.result;
+  const img = $("photo-image");
+  if (!result || !img.clientWidth) return;
+  const width = img.clientWidth, height = img.clientHeight;
+  const sx = width / result.width, sy = height / result.height;
+  const boxes = result.faces.map((f) => ({ x: f.box[0] * sx, y: f.box[1] * sy, w: f.box[2] * sx, h: f.box[3] * sy }));
+  const labels = [...$("photo-stage").querySelectorAll(".face-label")];
+  for (const detail of ["full", "short", "number"]) {
+    labels.forEach((el) => { el.dataset.detail = detail; });
+    const sizes = labels.map((el) => ({ w: el.offsetWidth, h: el.offsetHeight }));
+    const spots = layoutLabels(boxes, sizes, width, height);
+    if (detail === "number" || spots.every((spot) => spot.near)) {
+      labels.forEach((el, i) => {
+        el.style.left = spots[i].x + "px";
+        el.style.top = spots[i].y + "px";
+        el.classList.toggle("away", !spots[i].near);
+      });
+      return;
+    }
+  }
 }
 
 // ------------------------------------------------------------------------------------------ webcam
@@ -287,20 +381,28 @@ function drawCamFaces(result, video) {
   const sy = overlay.height / result.height;
   ctx.lineWidth = 3;
   ctx.font = "600 14px system-ui, sans-serif";
-  for (const face of result.faces) {
-    const [x, y, w, h] = face.box;
+  const boxes = result.faces.map((f) => ({ x: f.box[0] * sx, y: f.box[1] * sy, w: f.box[2] * sx, h: f.box[3] * sy }));
+  const texts = result.faces.map((f) => [String(f.face), `${f.emotion} ${f.score.toFixed(2)}`]);
+  const sizes = texts.map(([n, t]) => ({ w: ctx.measureText(n).width + ctx.measureText(t).width + 20, h: 20 }));
+  const spots = layoutLabels(boxes, sizes, overlay.width, overlay.height);
+  result.faces.forEach((face, i) => {
     const color = colorFor(face.emotion);
+    const box = boxes[i], spot = spots[i];
+    const [number, text] = texts[i];
     ctx.strokeStyle = color;
-    ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
-    const text = `${face.emotion} ${face.score.toFixed(2)}`;
-    const tw = ctx.measureText(text).width + 8;
-    const top = y * sy - 20 >= 0 ? y * sy - 20 : y * sy + h * sy;
+    ctx.strokeRect(box.x, box.y, box.w, box.h);
+    const tagWidth = ctx.measureText(number).width + 8;
     ctx.fillStyle = color;
-    ctx.fillRect(x * sx - 1.5, top, tw, 20);
+    ctx.fillRect(spot.x, spot.y, spot.w, spot.h);
+    ctx.fillStyle = "#1e1e1e";
+    ctx.fillRect(spot.x, spot.y, tagWidth, spot.h);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(number, spot.x + 4, spot.y + 15);
     ctx.fillStyle = "#000";
-    ctx.fillText(text, x * sx + 3, top + 15);
-  }
-  $("cam-faces").replaceChildren(...result.faces.slice(0, 3).map(faceCard));
+    ctx.fillText(text, spot.x + tagWidth + 4, spot.y + 15);
+  });
+  const order = labelOrder(result.faces, result.model);
+  $("cam-faces").replaceChildren(...result.faces.map((face, i) => faceCard(face, i, order)));
 }
 
 // ------------------------------------------------------------------------------------------ video
@@ -413,28 +515,41 @@ function selectTab(name) {
   showMessage("");
 }
 
+// The model or the detector changed: the footer follows the model, and the photo shown is recognised again.
+function choiceChanged() {
+  showModelLabels();
+  if (state.tab === "photo" && photo.file) recognisePhoto(photo.file);
+}
+
 async function init() {
   for (const button of document.querySelectorAll(".tabs button")) {
     button.addEventListener("click", () => selectTab(button.dataset.tab));
   }
   // the model menus never submit (no inline handler: the page's CSP allows its own script file only)
   $("choices").addEventListener("submit", (e) => e.preventDefault());
+  $("model").addEventListener("change", choiceChanged);
+  $("detector").addEventListener("change", choiceChanged);
   dropZone($("photo-drop"), $("photo-input"), recognisePhoto);
   dropZone($("video-drop"), $("video-input"), recogniseVideo);
   $("cam-toggle").addEventListener("click", () => (cam.running ? stopCamera() : startCamera()));
   // a photo dropped anywhere on the photo tab counts; elsewhere, keep the browser from opening the file
   window.addEventListener("dragover", (e) => e.preventDefault());
   window.addEventListener("drop", (e) => e.preventDefault());
+  // the labels are laid out in the image's shown pixels: again when its size changes (window, phone turned)
+  new ResizeObserver(() => placePhotoLabels()).observe($("photo-image"));
   try {
     const response = await fetch("/api/v1/models");
     if (!response.ok) throw new Error(await errorText(response));
     const info = await response.json();
     state.colors = info.colors || {};
     state.labels = info.labels || [];
+    state.detectors = info.detectors || [];
+    for (const m of info.models) if (m.labels) state.modelLabels[m.name] = m.labels;
     state.limits = info.limits || state.limits;
     $("model").replaceChildren(...info.models.map((m) => new Option(m.name, m.name, m.default, m.default)));
     $("detector").replaceChildren(...info.detectors.map((d) =>
       new Option(d, d, d === info.default_detector, d === info.default_detector)));
+    showModelLabels();
     $("photo-hint").textContent = `JPEG, PNG, WebP, BMP or TIFF, up to ${state.limits.max_upload_mb} MB`;
     $("video-hint").textContent = `mp4, webm, avi, mov, … up to ${state.limits.max_upload_mb} MB, ` +
       `${state.limits.max_video_frames} frames`;
