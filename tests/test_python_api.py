@@ -4,6 +4,8 @@ a real clip from ferkit.testing.media; a real (untrained) checkpoint."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import subprocess
 import sys
 import threading
@@ -181,6 +183,38 @@ def test_closing_predict_video_early_releases_the_reader(recognizer, clip, monke
     assert len(closed) == 2 and not closed[1].capture.isOpened() and not decode_threads()
 
 
+@pytest.fixture()
+def served(tmp_path):
+    """A folder served over HTTP on loopback: a real stream URL for predict_video."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+def test_predict_video_reads_a_stream_url(recognizer, served):
+    folder, url = served
+    writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    for frame in video_frames():  # MJPG in AVI plays from the start; an mp4's index is at its end
+        writer.write(frame)
+    writer.release()
+    streamed = list(recognizer.predict_video(f"{url}/clip.avi"))
+    from_file = list(recognizer.predict_video(folder / "clip.avi"))
+    assert len(streamed) == 12 and streamed[0][0]["source"] == f"{url}/clip.avi"
+    assert all(r["time_s"] is None for faces in streamed for r in faces)  # a stream has no timeline of its own
+
+    def faces_only(frames):
+        return [[{k: v for k, v in r.items() if k not in ("source", "time_s")} for r in f] for f in frames]
+
+    assert faces_only(streamed) == faces_only(from_file)
+
+
 def test_predict_video_reports_bad_sources_in_one_line(recognizer, tmp_path):
     with pytest.raises(FerkitError, match="no such file"):
         next(recognizer.predict_video(tmp_path / "missing.mp4"))
@@ -189,6 +223,8 @@ def test_predict_video_reports_bad_sources_in_one_line(recognizer, tmp_path):
         next(recognizer.predict_video(tmp_path / "text.mp4"))
     with pytest.raises(FerkitError, match="camera 9 could not be opened"):
         next(recognizer.predict_video(9))
+    with pytest.raises(FerkitError, match="the stream could not be opened"):
+        next(recognizer.predict_video("http://127.0.0.1:9/nothing.mp4"))  # port 9: nothing listens
 
 
 # ------------------------------------------------------------------------------------------------ tables
