@@ -153,6 +153,12 @@ def test_labels_that_do_not_match_give_one_line(own_run, tmp_path, capsys):
     assert "not among the model's labels" in _error_line(capsys)
 
 
+def test_a_single_class_of_its_own_is_refused_in_one_line(tmp_path, capsys):
+    lonely = write_set(tmp_path / "lonely", classes=("focused",), per_class=2)
+    assert main(["train", "--model", "simple_cnn", "--data", str(lonely), "--out", str(tmp_path / "run")]) == 2
+    assert "one class folder (focused/): a classifier needs at least two classes" in _error_line(capsys)
+
+
 def test_class_names_sort_case_aside_and_numbers_by_value(tmp_path):
     root = write_set(tmp_path / "set", classes=("level10", "Level2", "level2", "level1"), per_class=1)
     faces = load_dataset(root)

@@ -67,6 +67,8 @@ def folder_labels(names: list[str], class_names=None) -> tuple[tuple, dict[str, 
     for name in sorted(names, key=lambda n: (_natural_key(n), n)):
         if name.casefold() not in {label.casefold() for label in labels}:  # Focused/ and focused/: one class
             labels.append(name)
+    if len(labels) < 2:
+        raise FerkitError(f"one class folder ({labels[0]}/): a classifier needs at least two classes, one folder each")
     by_key = {label.casefold(): i for i, label in enumerate(labels)}
     return tuple(labels), {name: by_key[name.casefold()] for name in names}
 
