@@ -153,7 +153,7 @@ CLI_CASES = {
     "augment count 1000": Cli("augment --data {csv} --out {root}/g.png --count 1000", "at most 200"),
     "augment bad option value": Cli("augment --data {csv} --out {root}/g.png --set augment.nope=3", "nope"),
     "augment unwritable": Cli("augment --data {csv} --out {unwritable}.png", "cannot write"),
-    "evaluate unknown split": Cli("evaluate --model {model} --data {csv} --split Validation", "invalid choice"),
+    "evaluate unknown split": Cli("evaluate --model {model} --data {csv} --split Holdout", "invalid choice"),
     "predict unknown tta": Cli("predict {dollar} --tta flop", "unknown test-time augmentation"),
     "serve port out of range": Cli("serve --port 70000", "--port must be within"),
     "serve no workers": Cli("serve --workers 0 --model {model}", "--workers must be at least 1"),

@@ -82,8 +82,8 @@ def load_folder(root: str | Path, skip_bad_files: bool = True, class_names=None)
     parts = [(SPLIT_FOLDERS[k], p) for k, p in sorted(splits.items())] if splits else [(None, root)]
     class_folders = [(split, folder) for split, part in parts for folder in _subfolders(part)]
     if not class_folders:
-        raise FerkitError(f"{root}: no class folders (one folder of images per class: angry/, happy/, ... or "
-                          "names of your own)")
+        raise FerkitError(f"{root}: no images found: it has no class folders (one folder of images per class: "
+                          "angry/, happy/, ... or names of your own)")
     labels_of_set, index = folder_labels(sorted({folder.name for _, folder in class_folders}), class_names)
 
     images, labels, usage, sources, bad, skipped = [], [], [], [], [], []
