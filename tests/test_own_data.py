@@ -179,3 +179,16 @@ def test_a_split_layout_names_its_splits_as_the_user_does(tmp_path):
     assert faces.split_name("PrivateTest") == "test"
     flat = load_dataset(write_set(tmp_path / "flat", per_class=2))
     assert split_names(flat, TrainConfig()) == ("training", "validation")
+
+
+def test_calibrate_fits_on_a_folder_sets_val_folder(own_run, tmp_path, capsys):
+    data, run, _ = own_run
+    layout = tmp_path / "layout"
+    write_set(layout / "train", per_class=2)
+    write_set(layout / "val", per_class=3, offset=7)
+    out = tmp_path / "calibrated.pt"
+    assert main(["calibrate", "--model", str(run), "--data", str(layout), "--split", "val", "--out", str(out)]) == 0
+    assert "fitted on 9 validation images" in capsys.readouterr().out
+    assert load_checkpoint(out).info.calibration["split"] == "validation" and load_checkpoint(out).info.labels == LABELS
+    assert main(["calibrate", "--model", str(run), "--data", str(data), "--out", str(out)]) == 2
+    assert "no validation split to fit the temperature on" in _error_line(capsys)

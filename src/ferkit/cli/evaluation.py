@@ -157,7 +157,8 @@ def add_calibrate(sub) -> None:
                                    "two views can rarely swap a near tie).")
     p.add_argument("--model", required=True, help="checkpoint file, run folder (its best.pt) or shipped model name")
     p.add_argument("--data", required=True, help="FER2013 csv(.gz)")
-    p.add_argument("--split", default="PublicTest", help="split to fit on (default PublicTest; never PrivateTest)")
+    p.add_argument("--split", default="PublicTest", type=split_argument,
+                   help="split to fit on (default PublicTest, a folder set's val/; never PrivateTest)")
     p.add_argument("--out", help="write the calibrated checkpoint here instead of in place")
     p.add_argument("--subset", type=int, default=0, metavar="N", help="fit on a stratified sample of N images")
     add_skip_bad_rows(p)

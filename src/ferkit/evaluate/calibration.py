@@ -126,13 +126,15 @@ def calibrate_checkpoint(model, data, split: str = "PublicTest", out=None, subse
     classifier = TorchClassifier(checkpoint, str(path))
     faces = evaluation_data(data, split, classifier.labels, clean=clean, skip_bad_rows=skip_bad_rows)
     if faces.usage is None:
-        raise FerkitError(f"{data}: no {split} split to fit the temperature on (needs a FER2013 csv)")
+        raise FerkitError(f"{data}: no {faces.split_name(split)} split to fit the temperature on (a FER2013 csv, "
+                          "or a folder set with val/ beside train/)")
     if subset:
         faces = faces.subset(stratified_sample(faces.labels, subset, seed))
     logits = classifier.predict_logits(faces.images)
     temperature = fit_temperature(logits, faces.labels)
-    record = {**calibration_summary(logits, faces.labels, temperature), "split": split, "data": Path(data).name,
-              "tta": list(classifier.tta), "previous_temperature": checkpoint.info.temperature}
+    record = {**calibration_summary(logits, faces.labels, temperature), "split": faces.split_name(split),
+              "data": Path(data).name, "tta": list(classifier.tta),
+              "previous_temperature": checkpoint.info.temperature}
     target = Path(out) if out else path
     target.parent.mkdir(parents=True, exist_ok=True)
     info = replace(checkpoint.info, temperature=temperature, calibration=record)
