@@ -192,3 +192,15 @@ def test_calibrate_fits_on_a_folder_sets_val_folder(own_run, tmp_path, capsys):
     assert load_checkpoint(out).info.calibration["split"] == "validation" and load_checkpoint(out).info.labels == LABELS
     assert main(["calibrate", "--model", str(run), "--data", str(data), "--out", str(out)]) == 2
     assert "no validation split to fit the temperature on" in _error_line(capsys)
+
+
+def test_report_on_the_training_folder_warns_and_uses_the_sets_labels(own_run, tmp_path, capsys):
+    data, run, _ = own_run
+    out = tmp_path / "report"
+    assert main(["report", "--model", str(run), "--data", str(data), "--out", str(out), "--subset", "12",
+                 "--robustness-size", "12", "--perturbations", "gamma", "--preprocess", "none", "--no-progress",
+                 "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert sum("warning:" in line and "training images" in line for line in captured.err.splitlines()) == 1
+    summary = json.loads((out / "report.json").read_text())["models"][0]
+    assert summary["metrics"]["labels"] == list(LABELS) and summary["metrics"]["count"] == 12

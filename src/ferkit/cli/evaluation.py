@@ -142,6 +142,8 @@ def cmd_report(args) -> int:
     except ValueError as exc:
         raise FerkitError(str(exc)) from None
     for r in result["models"]:
+        if r.warning:
+            note(f"{r.name}: {r.warning}")
         print(f"{r.name}: accuracy {r.metrics['accuracy']:.4f}, macro-F1 {r.metrics['macro_f1']:.4f}"
               + (f", temperature {r.calibration['temperature']:.3f}" if r.calibration else ""))
     print(f"wrote {result['html']} and {result['markdown']} in {result['seconds']:.0f} s")

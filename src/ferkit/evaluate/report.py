@@ -24,6 +24,7 @@ from ferkit.evaluate import calibration as cal
 from ferkit.evaluate.metrics import classification_report, normalise_rows
 from ferkit.evaluate.report_page import SALIENCY_PER_GROUP, perturbation_examples, report_page
 from ferkit.evaluate.robustness import DEFAULT_PREPROCESS, PERTURBATIONS, plan, robustness_curves, stratified_sample
+from ferkit.evaluate.scoring import training_overlap_warning
 from ferkit.render import report_figures as figures
 
 CONFUSED_PAIRS = 5
@@ -51,6 +52,7 @@ class ModelResult:
     figures: dict = field(default_factory=dict)
     confused: list = field(default_factory=list)
     seconds: float = 0.0
+    warning: str | None = None  # the split scored includes images the model trained on
 
 
 def read_history(run_dir: str | Path) -> list[dict]:
@@ -158,7 +160,8 @@ def evaluate_model(name: str, model, data, split: str, progress: _Progress, *, r
     result = ModelResult(name=name, source=classifier.source, arch=classifier.arch,
                          parameters=int(classifier.info.parameters or count_parameters(classifier.model)),
                          labels=tuple(labels), tta=list(classifier.tta), stored_temperature=classifier.temperature,
-                         metrics=metrics)
+                         metrics=metrics,
+                         warning=training_overlap_warning(classifier.info, data, faces, split))
     counts = np.asarray(metrics["confusion_matrix"])
     result.figures["confusion"] = figures.confusion_png(
         counts, labels, title=f"{name} on {split}: accuracy {metrics['accuracy']:.4f}")
