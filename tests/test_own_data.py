@@ -204,3 +204,12 @@ def test_report_on_the_training_folder_warns_and_uses_the_sets_labels(own_run, t
     assert sum("warning:" in line and "training images" in line for line in captured.err.splitlines()) == 1
     summary = json.loads((out / "report.json").read_text())["models"][0]
     assert summary["metrics"]["labels"] == list(LABELS) and summary["metrics"]["count"] == 12
+
+
+def test_a_teacher_of_other_classes_is_refused_even_with_as_many(own_run, tmp_path, capsys):
+    data, run, _ = own_run
+    other = write_set(tmp_path / "other", classes=("calm", "tense", "tired"), per_class=4)
+    argv = ["train", "--model", "simple_cnn", "--data", str(other), "--out", str(tmp_path / "student"), "--epochs",
+            "1", "--batch-size", "4", "--no-progress", "--set", f"teachers=[{run}]"]
+    assert main(argv) == 2
+    assert "predicts bored, confused, focused, not this data's calm, tense, tired" in _error_line(capsys)

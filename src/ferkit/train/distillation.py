@@ -26,14 +26,17 @@ def init_from_checkpoint(model: torch.nn.Module, path: str) -> str:
     return f"initialised from {source}: {len(taken)} tensors" + (f", fresh: {', '.join(fresh)}" if fresh else "")
 
 
-def load_teachers(paths: list, num_classes: int, device: torch.device, channels_last: bool) -> list:
+def load_teachers(paths: list, num_classes: int, device: torch.device, channels_last: bool, labels=None) -> list:
     """Frozen (model, calibrated temperature) pairs for distillation, loaded as `ferkit evaluate` loads a model;
-    their label count must match the student's."""
+    their label count (and, given the student's labels, their labels in order) must match the student's."""
     teachers = []
     for path in paths or []:
         teacher = TorchClassifier.load(path)
         if len(teacher.labels) != num_classes:
             raise FerkitError(f"teacher {path} predicts {len(teacher.labels)} classes, not {num_classes}")
+        if labels is not None and tuple(teacher.labels) != tuple(labels):
+            raise FerkitError(f"teacher {path} predicts {', '.join(teacher.labels)}, not this data's "
+                              f"{', '.join(labels)}")
         model = teacher.model.to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -58,11 +61,11 @@ class Distillation:
     online, `blend` does so for every augmented batch (teachers see the full-size face even while the student
     trains on a smaller one)."""
 
-    def __init__(self, config, num_classes: int, device: torch.device):
+    def __init__(self, config, num_classes: int, device: torch.device, labels=None):
         self.weight, self.temperature, self.bf16 = config.distill_weight, config.distill_temperature, config.bf16
         self.online = config.distill_mode == "online"
         self.device = device
-        self.teachers = load_teachers(config.teachers, num_classes, device, config.channels_last)
+        self.teachers = load_teachers(config.teachers, num_classes, device, config.channels_last, labels)
 
     def targets(self, images, targets: torch.Tensor, log) -> torch.Tensor:
         """Offline: (1 - w) · targets + w · the teachers' mean flip-averaged prediction of each clean face."""

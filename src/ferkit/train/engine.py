@@ -124,7 +124,7 @@ class Trainer:
         self.info = ModelInfo(arch=cfg.model, arch_kwargs=dict(cfg.model_kwargs), labels=self.labels,
                               preprocess=dict(PREPROCESS), tta=list(cfg.tta), parameters=self.parameters,
                               config=cfg.to_dict(), trained_on=trained_on)
-        self.distillation = Distillation(cfg, len(self.labels), device)
+        self.distillation = Distillation(cfg, len(self.labels), device, self.labels)
         self.targets = self.distillation.targets(self.train_set.images,
                                                  soft_targets(self.train_set, cfg.soft_labels).to(device), self.log)
         self.hard_labels = torch.from_numpy(self.train_set.labels).to(device)
