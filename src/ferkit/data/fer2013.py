@@ -22,7 +22,8 @@ PIXELS = SIDE * SIDE
 _CACHE_VERSION = "v1"
 MAX_CSV_BYTES = 2 * 2**30  # the real FER2013 csv is 287 MiB (90 MiB gzipped); also the bound once unzipped
 BOM = b"\xef\xbb\xbf"  # what Excel's "CSV UTF-8" puts before the header
-# Parse speed, to say how long a first load takes: the real csv (90 MiB gzipped) took 26 s on a 2-core machine.
+# Parse speed on a slow machine, to say how long a first load may take: the real csv (90 MiB gzipped) was seen to
+# take 26 s on a shared 2-core machine, 7 s on an idle one (hence "up to").
 PARSE_BYTES_PER_S = {".gz": 3.5e6, "": 11e6}
 ANNOUNCE_AFTER_S = 3.0  # a parse expected to take longer than this says so first, so a long silence is explained
 
@@ -61,7 +62,7 @@ def _announce_parse(path: Path, cache_folder: Path | None) -> None:
     seconds = path.stat().st_size / PARSE_BYTES_PER_S[".gz" if path.suffix == ".gz" else ""]
     if seconds < ANNOUNCE_AFTER_S:
         return
-    about = f"about {max(5, round(seconds / 5) * 5)} s"
+    about = f"up to about {max(5, round(seconds / 5) * 5)} s"
     if cache_folder is None:
         print(f"parsing {path.name} ({about})", file=sys.stderr, flush=True)
         return
