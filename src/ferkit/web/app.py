@@ -94,8 +94,9 @@ def create_app(model: str = "default", detector: str = DEFAULT_DETECTOR, max_upl
             engine.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Facial expression recognition: faces, boxes and the probabilities of seven "
-                              "expressions (angry, disgust, fear, happy, sad, surprise, neutral).")
+                  description="Facial expression recognition: each face's box, its number (left to right) and "
+                              "the probability of each of the model's labels (FER2013's seven expressions, FER+'s "
+                              "eight, or a model's own classes: GET /api/v1/models lists them).")
     app.state.engine = engine
     app.state.settings = settings
     app.state.videos = videos
