@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx
 import pytest
 from conftest import skimage_crops
 
@@ -40,6 +41,11 @@ def test_each_shipped_model_ships_an_int8_graph_of_its_own_checkpoint(name):
     crops = skimage_crops(16)
     p8, p32 = int8.predict_proba(crops), fp32.predict_proba(crops)
     assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.85 and np.abs(p8 - p32).mean() < 0.05
+    # the head (logits, temperature, softmax) stays float: probabilities on no 1/255 grid, no Q/DQ after the logits
+    graph = onnx.load(str(path)).graph
+    assert [node.op_type for node in graph.node[-3:]] == ["Gemm", "Div", "Softmax"]
+    plain = OnnxClassifier.load(name, precision="int8").predict_proba(crops, tta=[])
+    assert not np.allclose(plain * 255, np.round(plain * 255), atol=1e-3)
 
 
 def test_the_int8_detector_finds_the_faces_the_fp32_one_finds():

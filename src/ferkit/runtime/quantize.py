@@ -31,8 +31,57 @@ CALIBRATION_FACES = 1024  # Training faces for a classifier (the result moved by
 CALIBRATION_FRAMES = 48   # frames for the detector
 
 
-def _quantize(source: Path, out: Path, batches: list[dict], metadata: dict) -> Path:
-    """Static QDQ quantisation of `source` on `batches` (input name → array), written atomically to `out`."""
+# Ops that may sit between a classifier's last layer and its output (temperature, softmax, reshapes).
+HEAD_OPS = {"Softmax", "Div", "Mul", "Add", "Sub", "Identity", "Reshape", "Flatten", "Cast"}
+
+
+def float_head(model) -> list[str]:
+    """The nodes between a classifier's last weighted layer and the graph's outputs (the temperature and the
+    softmax), to keep in float: quantised, the probabilities came out in steps of 1/255 (a score of 0.9961 or 1.0,
+    nothing between; 716 distinct values over PublicTest where fp32 gives 24,929)."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    head, frontier = [], [o.name for o in model.graph.output]
+    while frontier:
+        node = producers.get(frontier.pop())
+        if node is None or node.name in head or node.op_type not in HEAD_OPS:
+            continue
+        head.append(node.name)
+        frontier += [name for name in node.input if name in producers]
+    return head
+
+
+def _unquantise_head(model, head: list[str]) -> None:
+    """Removes the QuantizeLinear → DequantizeLinear pairs that feed only the head, so that the last layer's output
+    (the logits) reaches it in float; the layer itself keeps its int8 weights and input."""
+    nodes = model.graph.node
+    producers = {output: node for node in nodes for output in node.output}
+    readers: dict[str, list] = {}
+    for node in nodes:
+        for tensor in node.input:
+            readers.setdefault(tensor, []).append(node)
+    drop = set()
+    for node in (n for n in nodes if n.name in head):
+        for i, tensor in enumerate(node.input):
+            dq = producers.get(tensor)
+            q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is None or q.op_type != "QuantizeLinear" or len(readers[q.output[0]]) != 1:
+                continue
+            if all(reader.name in head for reader in readers[dq.output[0]]):
+                for reader in readers[dq.output[0]]:
+                    reader.input[:] = [q.input[0] if name == dq.output[0] else name for name in reader.input]
+                drop |= {id(dq), id(q)}
+    keep = [node for node in nodes if id(node) not in drop]
+    del nodes[:]
+    nodes.extend(keep)
+    used = {tensor for node in keep for tensor in node.input}
+    initializers = [tensor for tensor in model.graph.initializer if tensor.name in used]  # the pairs' scales
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(initializers)
+
+
+def _quantize(source: Path, out: Path, batches: list[dict], metadata: dict, keep_head: bool = False) -> Path:
+    """Static QDQ quantisation of `source` on `batches` (input name → array), written atomically to `out`;
+    keep_head: the last layer's output and everything after it stay float (float_head)."""
     import onnx
     import onnx.version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -57,9 +106,13 @@ def _quantize(source: Path, out: Path, batches: list[dict], metadata: dict) -> P
         # reduce_range: 7-bit weights. On x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) ONNX Runtime's
         # u8×s8 kernels add pairs of products in int16, which saturates with 8-bit weights: `default` fell from
         # 0.7127 to 0.6239 on PublicTest on a Zen 3 EPYC with full-range weights, and kept 0.7111 with 7-bit ones.
+        head = float_head(onnx.load(str(prepared))) if keep_head else []
         quantize_static(str(prepared), str(quantized), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=head)
         proto = onnx.load(str(quantized))
+        if keep_head:
+            _unquantise_head(proto, head)
         del proto.metadata_props[:]
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
@@ -101,7 +154,7 @@ def quantize_classifier(model, data, out=None, count: int = CALIBRATION_FACES) -
         batches += [{fp32.input_name: np.ascontiguousarray(v)} for v in tta_views_numpy(x, views)]
     metadata = {**_graph_metadata(source), "precision": "int8", "calibration": json.dumps(
         {"data": Path(str(data)).name, "split": "Training", "faces": len(crops), "views": views or ["none"]})}
-    return _quantize(source, Path(out) if out else int8_path_for(checkpoint), batches, metadata)
+    return _quantize(source, Path(out) if out else int8_path_for(checkpoint), batches, metadata, keep_head=True)
 
 
 def detector_calibration_frames(data, count: int = CALIBRATION_FRAMES, seed: int = 0) -> list[np.ndarray]:
