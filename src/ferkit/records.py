@@ -83,7 +83,7 @@ def to_dataframe(records, labels=None):
     either, such as ``predict_video``'s generator. labels: the probability columns, in order; by default every
     label the records carry, in the order they first appear. Numbers stay numeric: a column with a value missing
     somewhere (a photo's frame, time_s and track) is float with NaN there. Needs pandas
-    (``pip install "ferkit[pandas]"``)::
+    (``pip install pandas``; Ray Data installs it already)::
 
         import ferkit
         recognizer = ferkit.Recognizer()
@@ -93,7 +93,7 @@ def to_dataframe(records, labels=None):
     try:
         import pandas as pd
     except ImportError:
-        raise FerkitError('to_dataframe needs pandas: pip install "ferkit[pandas]"') from None
+        raise FerkitError("to_dataframe needs pandas: pip install pandas") from None
     if isinstance(records, dict):
         records = [records]
     records = list(_each_record(records))
