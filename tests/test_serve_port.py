@@ -59,10 +59,12 @@ def test_serve_as_a_command_prints_the_make_hint_and_no_uvicorn_log():
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_run_on_a_busy_port_prints_the_line_and_makes_own_status_only():
     venv = Path(sys.executable).parent.parent  # this interpreter's environment, set up already: no pip run
+    # under `make test`, make's variables would make this a sub-make ("make[1]: ..."): start a make of its own
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")} | {"LC_ALL": "C"}
     with occupied_port() as port:
         result = subprocess.run(["make", "--no-print-directory", "-o", str(venv / ".ferkit-setup"), "run",
                                  f"VENV={venv}", f"PORT={port}"], cwd=REPO, capture_output=True, text=True,
-                                timeout=120, env={**os.environ, "LC_ALL": "C"})
+                                timeout=120, env=env)
     assert result.returncode == 2 and result.stdout == ""
     ours, make_status = result.stderr.strip().split("\n")
     busy, suggestion = BUSY.fullmatch(ours).groups()
