@@ -38,7 +38,8 @@ def _print_records(records) -> None:
     for record in records:
         probs = "  ".join(f"{k} {v:.3f}" for k, v in record["probabilities"].items())
         where = "" if record.get("frame") is None else f" frame {record['frame']}"
-        print(f"{record['source']}{where} face {record.get('face', 1)} {record['box']}: {record['emotion']} ({record['score']:.3f})  |  {probs}")
+        face = f"face {record.get('face', 1)} {record['box']}"
+        print(f"{record['source']}{where} {face}: {record['emotion']} ({record['score']:.3f})  |  {probs}")
 
 
 def _unique_stem(path: Path, used: set) -> str:
