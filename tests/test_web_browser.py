@@ -248,6 +248,14 @@ def test_changing_the_model_recognises_the_photo_again_and_the_footer_follows(se
     for card in cards:  # the answer's eight labels, in the model's order
         assert [r.get_attribute("data-label") for r in card.find_elements(By.CLASS_NAME, "bar-row")] == \
             list(FERPLUS_EMOTIONS)
+    # changed on another tab: the photo is recognised again on coming back to it
+    browser.find_element(By.CSS_SELECTOR, ".tabs button[data-tab=video]").click()
+    Select(browser.find_element(By.ID, "model")).select_by_value("default")
+    browser.find_element(By.CSS_SELECTOR, ".tabs button[data-tab=photo]").click()
+    WebDriverWait(browser, 60).until(lambda d: "default" in d.find_element(By.ID, "photo-meta").text
+                                     and d.find_element(By.TAG_NAME, "body").get_attribute("data-photo") == "done")
+    card = browser.find_element(By.CSS_SELECTOR, "#photo-faces .face-card")
+    assert [r.get_attribute("data-label") for r in card.find_elements(By.CLASS_NAME, "bar-row")] == list(EMOTIONS)
 
 
 def test_a_model_of_its_own_class_names_shows_its_labels(tmp_path, group_photo):

@@ -137,14 +137,16 @@ function dropZone(zone, input, onFile) {
 // ------------------------------------------------------------------------------------------ photo
 
 // file: the photo shown (recognised again when the model or detector changes); seq: answers to older requests
-// are dropped; result: the answer shown, for laying its labels out again when the page's width changes.
-const photo = { file: null, url: null, seq: 0, result: null };
+// are dropped; result: the answer shown, for laying its labels out again when the page's width changes; outdated:
+// the model or detector changed while another tab was shown, so the photo is recognised again on coming back.
+const photo = { file: null, url: null, seq: 0, result: null, outdated: false };
 
 // body[data-photo] tells where the photo tab is: busy, then done (a result is shown) or error (a message is).
 function photoState(value) { document.body.dataset.photo = value; }
 
 async function recognisePhoto(file) {
   const seq = ++photo.seq;
+  photo.outdated = false;
   const stale = () => seq !== photo.seq;
   showMessage("");
   photoState("busy");
@@ -513,12 +515,14 @@ function selectTab(name) {
   for (const panel of document.querySelectorAll(".panel")) panel.hidden = panel.id !== "tab-" + name;
   if (name !== "webcam" && cam.running) stopCamera();
   showMessage("");
+  if (name === "photo" && photo.outdated && photo.file) recognisePhoto(photo.file);
 }
 
 // The model or the detector changed: the footer follows the model, and the photo shown is recognised again.
 function choiceChanged() {
   showModelLabels();
   if (state.tab === "photo" && photo.file) recognisePhoto(photo.file);
+  else if (photo.file) photo.outdated = true;
 }
 
 async function init() {
