@@ -46,36 +46,49 @@ def _overlaps(a, b) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
+def _candidates(box, size, reach: int, width: int, height: int) -> np.ndarray:
+    """A label's spots in the order they are tried, as rows (x, y, w, h) within the image: above its box, below it,
+    inside its top edge; then, shift by shift (nearest first), slid both ways along each of those edges and moved
+    further up and down."""
+    x, y, w, h = box
+    lw, lh = size
+    rows = np.asarray([y - lh, y + h, y])  # above, below, inside the top edge
+    step = max(4, lh // 2)
+    shifts = np.arange(step, reach + step, step)[:, None]
+    slid = np.stack([np.broadcast_to(x + shifts * np.asarray([1, -1] * 3), (len(shifts), 6)),
+                     np.broadcast_to(np.repeat(rows, 2), (len(shifts), 6))], -1)
+    moved = np.stack([np.full((len(shifts), 2), x), np.hstack([y - lh - shifts, y + h + shifts])], -1)
+    spots = np.concatenate([np.stack([np.full(3, x), rows], -1), np.concatenate([slid, moved], 1).reshape(-1, 2)])
+    spots[:, 0] = spots[:, 0].clip(0, max(0, width - lw))
+    spots[:, 1] = spots[:, 1].clip(0, max(0, height - lh))
+    return np.hstack([spots, np.broadcast_to([lw, lh], spots.shape)])
+
+
+def _covering(spots: np.ndarray, rects: np.ndarray) -> np.ndarray:
+    """For each spot (row x, y, w, h), whether it overlaps any of rects: every pair in one array test."""
+    s, r = spots[:, None, :], rects[None, :, :]
+    return ((s[..., 0] < r[..., 0] + r[..., 2]) & (r[..., 0] < s[..., 0] + s[..., 2])
+            & (s[..., 1] < r[..., 1] + r[..., 3]) & (r[..., 1] < s[..., 1] + s[..., 3])).any(1)
+
+
 def layout_labels(boxes, sizes, width: int, height: int) -> list[tuple[int, int, int, int]]:
     """Where each label goes: a rectangle (x, y, w, h) per box, in order, none overlapping another. A label sits
     above its box, else below it, else inside its top edge; when those spots are taken (faces side by side) it
     slides along that edge, then further up or down. Nearby spots that cover no other face come first, then the
-    nearest free one. sizes: (w, h) of each label."""
-    placed: list[tuple[int, int, int, int]] = []
-    for i, ((x, y, w, h), (lw, lh)) in enumerate(zip(boxes, sizes)):
-        others = [b for j, b in enumerate(boxes) if j != i]
-
-        def spots(reach):
-            def fit(left, top):
-                return (int(np.clip(left, 0, max(0, width - lw))), int(np.clip(top, 0, max(0, height - lh))), lw,
-                        lh)
-
-            rows = (y - lh, y + h, y)  # above, below, inside the top edge
-            yield from (fit(x, top) for top in rows)
-            step = max(4, lh // 2)
-            for shift in range(step, reach + step, step):  # then along each edge, nearest first
-                yield from (fit(x + dx, top) for top in rows for dx in (shift, -shift))
-                yield from (fit(x, top) for top in (y - lh - shift, y + h + shift))
-
-        def free(spot, avoid_faces):
-            return not any(_overlaps(spot, b) for b in placed) and not (
-                avoid_faces and any(_overlaps(spot, b) for b in others))
-
+    nearest free one. sizes: (w, h) of each label. Each label's candidate spots are tested all at once (a crowd of
+    100 faces took 0.4 s a frame tested one by one)."""
+    faces = np.asarray(boxes, np.int64).reshape(-1, 4)
+    placed = np.zeros((0, 4), np.int64)
+    for i, (box, (lw, lh)) in enumerate(zip(boxes, sizes)):
         near, anywhere = max(lw, 4 * lh), max(width, height)  # a label far from its face reads worse
-        spot = next((s for s in spots(near) if free(s, True)), None) or next(
-            (s for s in spots(anywhere) if free(s, False)), None)
-        placed.append(spot or next(spots(0)))
-    return placed
+        spots = _candidates(box, (lw, lh), near, width, height)
+        free = ~_covering(spots, placed) & ~_covering(spots, np.delete(faces, i, axis=0))
+        if not free.any():
+            spots = _candidates(box, (lw, lh), anywhere, width, height)
+            free = ~_covering(spots, placed)
+        spot = spots[int(free.argmax())] if free.any() else spots[0]
+        placed = np.vstack([placed, spot[None]])
+    return [tuple(int(v) for v in spot) for spot in placed]
 
 
 def draw_faces(image: np.ndarray, records, copy: bool = True, layout: list | None = None) -> np.ndarray:
