@@ -73,8 +73,14 @@ class Processes:
         # Generous: validation runs on every process, but rank 0 alone writes checkpoints while the others wait.
         dist.init_process_group(self.backend, timeout=timedelta(minutes=30))
 
-    def stop(self) -> None:
+    def stop(self, finished: bool = True) -> None:
+        """Leaves the process group. finished: every process got here normally, so they first wait for each other
+        (rank 0 writes the last files after the last collective; a process that tore gloo down meanwhile aborted
+        or hung at exit now and then). After an error only this process leaves: a barrier could wait for a dead
+        one."""
         if self.world > 1 and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
     def describe(self) -> str:

@@ -153,9 +153,12 @@ class Trainer:
         if not self.processes.is_main:
             self.log = _silent
         try:
-            return self._run(stop_after_epochs)
-        finally:
-            self.processes.stop()
+            result = self._run(stop_after_epochs)
+        except BaseException:
+            self.processes.stop(finished=False)
+            raise
+        self.processes.stop()
+        return result
 
     def _run(self, stop_after_epochs: int | None) -> dict:
         cfg = self.config
