@@ -257,3 +257,79 @@ def test_real_ferplus(fer2013_full, ferplus_path):
     np.testing.assert_array_equal(faces.votes.argmax(axis=1), faces.labels)
     # the images are FER2013's own rows, by position
     np.testing.assert_array_equal(faces.images, fer2013_full.images[faces.rows])
+
+
+def test_fer2013_vote_targets_map_votes_onto_fer2013s_classes(tmp_path, small_fer2013):
+    """FER2013 training with FER+ votes as extra soft targets: contempt, unknown and NF votes are dropped, and a
+    face with no vote left is marked so that it keeps its own label."""
+    from ferkit.data.ferplus import fer2013_vote_targets
+    from ferkit.labels import EMOTIONS
+
+    training = small_fer2013.split("Training")  # rows 0-9
+    votes, voted = fer2013_vote_targets(training, write_ferplus(tmp_path / "fer2013new.csv"))
+    assert votes.dtype == np.float32 and votes.shape == (10, 7)
+    #                    angry disgust fear happy sad surprise neutral   (row 0: neu 4, sad 1, ang 3, dis 2)
+    np.testing.assert_allclose(votes[0], [0.3, 0.2, 0, 0, 0.1, 0, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(votes[9], [0, 0, 0, 0, 0, 0, 1])  # row 9: 7 contempt votes dropped, 2 neutral left
+    assert voted.tolist() == [True, True, False, True, True, False, True, True, True, True]  # rows 2 (NF), 5 (unk.)
+    for i in np.flatnonzero(voted):
+        counts = np.array([VOTES[i][FERPLUS_EMOTIONS.index(name)] for name in EMOTIONS], np.float64)
+        np.testing.assert_allclose(votes[i], counts / counts.sum(), rtol=1e-6)
+    assert not votes[~voted].any()
+    usages = list(DEFAULT_USAGE)
+    usages[3] = "PublicTest"
+    with pytest.raises(FerkitError, match="misaligned"):
+        fer2013_vote_targets(training, write_ferplus(tmp_path / "bad.csv", usages=usages))
+    with pytest.raises(FerkitError, match="6 rows"):
+        fer2013_vote_targets(training, write_ferplus(tmp_path / "short.csv", votes=VOTES[:6], usages=usages[:6]))
+
+
+def test_training_blends_fer_plus_votes_into_fer2013_targets(tmp_path, fer_rows, write_fer_csv):
+    from ferkit.train.config import TrainConfig
+    from ferkit.train.engine import train
+    from ferkit.train.objective import soft_targets
+
+    csv = write_fer_csv(tmp_path / "fer2013.csv", fer_rows)
+    write_ferplus(tmp_path / "fer2013new.csv")
+    config = TrainConfig(model="simple_cnn", data=str(csv), ferplus_votes=0.4, epochs=1, batch_size=4, threads=1,
+                         progress=False)
+    training = load_dataset(csv).split("Training")
+    lines = []
+    targets = soft_targets(training, config, lines.append)
+    one_hot = np.eye(7, dtype=np.float32)[training.labels]
+    from ferkit.data.ferplus import fer2013_vote_targets
+
+    votes, voted = fer2013_vote_targets(training, tmp_path / "fer2013new.csv")
+    np.testing.assert_allclose(targets[voted].numpy(), 0.6 * one_hot[voted] + 0.4 * votes[voted], rtol=1e-6)
+    np.testing.assert_array_equal(targets[~voted].numpy(), one_hot[~voted])
+    np.testing.assert_allclose(targets.sum(dim=1).numpy(), 1.0, rtol=1e-6)
+    assert lines == ["FER+ votes blended into 8 of 10 training targets (weight 0.4)"]
+    lines.clear()
+    train(config, tmp_path / "run", log=lines.append)  # a real run takes it, and its checkpoint records it
+    assert "FER+ votes blended into 8 of 10 training targets (weight 0.4)" in lines
+    from ferkit.classifier.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "best.pt").info.config["ferplus_votes"] == 0.4
+
+
+@pytest.mark.parametrize("changes,message", [({"ferplus_votes": 1.5}, "ferplus_votes must be in"),
+                                             ({"ferplus_votes": 0.3, "labels": "ferplus"}, "soft_labels")])
+def test_bad_ferplus_votes_settings_are_refused(changes, message):
+    from ferkit.train.config import TrainConfig
+
+    with pytest.raises(FerkitError, match=message):
+        TrainConfig(data="x.csv", **changes).validate()
+
+
+def test_ferplus_votes_on_a_folder_set_is_refused_in_one_line(tmp_path, fer_rows):
+    import cv2
+
+    from ferkit.train.config import TrainConfig
+    from ferkit.train.objective import soft_targets
+
+    for i, (label, image) in enumerate(fer_rows[:4]):
+        (tmp_path / "faces" / f"c{label}").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "faces" / f"c{label}" / f"{i}.png"), image)
+    faces = load_dataset(tmp_path / "faces")
+    with pytest.raises(FerkitError, match="not a folder set"):
+        soft_targets(faces, TrainConfig(data=str(tmp_path / "faces"), ferplus_votes=0.3))

@@ -127,8 +127,8 @@ def test_soft_label_targets_are_vote_distributions():
     votes = np.array([[0.5, 0.5, 0, 0], [0, 0, 1, 0]], np.float32)
     faces = FaceSet(images=np.zeros((2, 48, 48), np.uint8), labels=np.array([0, 2]), label_names=("a", "b", "c", "d"),
                     votes=votes)
-    assert torch.equal(soft_targets(faces, True), torch.from_numpy(votes))
-    assert soft_targets(faces, False).tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
+    assert torch.equal(soft_targets(faces, TrainConfig(labels="ferplus", soft_labels=True)), torch.from_numpy(votes))
+    assert soft_targets(faces, TrainConfig()).tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
 
 
 def test_init_from_copies_the_backbone_and_leaves_a_new_label_sets_head_fresh(small_csv, tmp_path):

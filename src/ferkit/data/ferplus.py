@@ -91,3 +91,23 @@ def load_ferplus(fer2013: FaceSet, ferplus_path: str | Path, test: str = "plural
     return faces
 
 
+def fer2013_vote_targets(fer2013: FaceSet, ferplus_path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The FER+ votes of each FER2013 face as a distribution over the FER2013 label set's classes (float32 N×C),
+    and which faces have any such vote (bool N). Votes for contempt (no FER2013 class), unknown and NF are dropped;
+    a face with no vote left is marked False, so that it keeps its own label."""
+    if fer2013.rows is None:
+        raise FerkitError("FER+ votes need FER2013 csv rows (a folder data set has none)")
+    missing = [name for name in fer2013.label_names if name not in FERPLUS_EMOTIONS]
+    if missing:
+        raise FerkitError(f"FER+ has no votes for {', '.join(missing)}")
+    votes, usage = read_votes(ferplus_path)
+    if fer2013.rows.max(initial=-1) >= len(votes):
+        raise FerkitError(f"{ferplus_path}: has {len(votes)} rows, fewer than the FER2013 file")
+    if fer2013.usage is not None and not np.array_equal(usage[fer2013.rows], fer2013.usage):
+        raise FerkitError(f"{ferplus_path}: Usage column disagrees with the FER2013 file; rows are misaligned")
+    columns = [FERPLUS_EMOTIONS.index(name) for name in fer2013.label_names]
+    counts = votes[fer2013.rows][:, columns].astype(np.float32)
+    total = counts.sum(axis=1, keepdims=True)
+    return counts / np.maximum(total, 1), total[:, 0] > 0
+
+

@@ -25,6 +25,9 @@ class TrainConfig:
     data: str = ""
     labels: Literal["fer2013", "ferplus"] = "fer2013"  # fer2013 (7 classes) or ferplus (8, majority vote)
     soft_labels: bool = False        # ferplus: train on vote distributions instead of the majority label
+    ferplus_votes: float = 0.0       # fer2013: target = (1 - w) · label + w · the face's FER+ vote distribution
+                                     # over the seven shared emotions (fer2013new.csv beside the csv; training
+                                     # split only, before distillation; faces without such votes keep their label)
     clean: bool = False              # drop blank images and Training rows duplicated in the test splits
     skip_bad_rows: bool = False      # skip (and count) malformed csv rows instead of stopping at the first
     train_split: str = "Training"
@@ -172,6 +175,8 @@ class TrainConfig:
             raise ValueError("lr, weight_decay and min_lr cannot be negative, and momentum must be in [0, 1)")
         if not 0 <= self.label_smoothing < 1 or not 0 <= self.distill_weight <= 1 or self.distill_temperature <= 0:
             raise ValueError("label_smoothing must be in [0, 1), distill_weight in [0, 1], distill_temperature > 0")
+        if not 0 <= self.ferplus_votes <= 1 or (self.ferplus_votes and self.labels != "fer2013"):
+            raise ValueError("ferplus_votes must be in [0, 1] and needs labels fer2013 (FER+ labels: soft_labels)")
         if min(self.subset, self.val_subset, self.early_stopping, self.threads, self.warmup_epochs) < 0:
             raise ValueError("subset, val_subset, early_stopping, threads and warmup_epochs cannot be negative")
         for split in (self.train_split, self.val_split):

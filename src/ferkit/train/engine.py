@@ -126,7 +126,7 @@ class Trainer:
                               config=cfg.to_dict(), trained_on=trained_on)
         self.distillation = Distillation(cfg, len(self.labels), device, self.labels)
         self.targets = self.distillation.targets(self.train_set.images,
-                                                 soft_targets(self.train_set, cfg.soft_labels).to(device), self.log)
+                                                 soft_targets(self.train_set, cfg, self.log).to(device), self.log)
         self.hard_labels = torch.from_numpy(self.train_set.labels).to(device)
         weights = class_weight_vector(self.train_set.labels, len(self.labels), cfg.class_weights)
         self.class_weights = weights.to(device) if weights is not None else None

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.data import FaceSet
+from ferkit.data.ferplus import fer2013_vote_targets, find_ferplus
 from ferkit.errors import FerkitError
 
 
@@ -35,13 +36,24 @@ def split_names(faces: FaceSet, config) -> tuple[str, str]:
     return faces.split_name(config.train_split), faces.split_name(config.val_split)
 
 
-def soft_targets(faces: FaceSet, use_votes: bool) -> torch.Tensor:
-    """N×classes targets: the FER+ vote distributions, or one-hot labels."""
-    if use_votes:
+def soft_targets(faces: FaceSet, config, log=None) -> torch.Tensor:
+    """N×classes targets: the FER+ vote distributions (soft_labels), or one-hot labels, blended with each face's
+    FER+ votes when config.ferplus_votes is set (FER2013 labels)."""
+    if config.soft_labels:
         if faces.votes is None:
             raise FerkitError("soft_labels needs vote distributions (labels: ferplus)")
         return torch.from_numpy(faces.votes).float()
-    return F.one_hot(torch.from_numpy(faces.labels), faces.num_classes).float()
+    targets = F.one_hot(torch.from_numpy(faces.labels), faces.num_classes).float()
+    if not config.ferplus_votes:
+        return targets
+    if faces.rows is None:
+        raise FerkitError("ferplus_votes needs the FER2013 csv (with fer2013new.csv beside it), not a folder set")
+    votes, voted = fer2013_vote_targets(faces, find_ferplus(config.data))
+    weight = config.ferplus_votes * torch.from_numpy(voted).float()[:, None]
+    if log:
+        log(f"FER+ votes blended into {int(voted.sum()):,} of {len(faces):,} training targets (weight "
+            f"{config.ferplus_votes:g})")
+    return (1 - weight) * targets + weight * torch.from_numpy(votes)
 
 
 def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str) -> torch.Tensor | None:
