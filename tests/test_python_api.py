@@ -158,9 +158,35 @@ def test_predict_video_every_and_max_frames(recognizer, clip):
     assert every[0] == list(recognizer.predict_video(clip))[0]
     assert len(list(recognizer.predict_video(clip, max_frames=5))) == 5
     assert list(recognizer.predict_video(clip, max_frames=0)) == []
-    for bad in ({"every": 0}, {"every": 1.5}, {"max_frames": -1}, {"smoothing": 0}):
+    for bad in ({"every": 0}, {"every": 1.5}, {"max_frames": -1}, {"smoothing": 0}, {"workers": 0}):
         with pytest.raises(FerkitError, match=next(iter(bad))):
             recognizer.predict_video(clip, **bad)  # refused at the call, before any frame
+
+
+def frame_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("ferkit-frame")]
+
+
+def test_frames_recognised_side_by_side_give_the_same_records_in_order(recognizer, clip):
+    one_at_a_time = list(recognizer.predict_video(clip, workers=1))
+    for workers in (2, 3):
+        assert list(recognizer.predict_video(clip, workers=workers)) == one_at_a_time
+        assert list(recognizer.predict_video(clip, workers=workers, every=3, max_frames=8)) == \
+            list(recognizer.predict_video(clip, workers=1, every=3, max_frames=8))
+    assert list(recognizer.predict_video(clip)) == one_at_a_time  # the default: one worker per core here
+    twin = recognizer.for_frames(2)
+    assert twin is recognizer.for_frames(2) and twin is not recognizer  # built once, with its own sessions
+    assert recognizer.for_frames(1) is recognizer
+    assert process_video(recognizer, clip, progress=False, workers=3)["records"] == \
+        [r for f in one_at_a_time for r in f]
+    assert not frame_threads()
+
+
+def test_closing_a_frame_parallel_video_early_stops_its_workers(recognizer, clip):
+    frames = recognizer.predict_video(clip, workers=2)
+    assert len(next(frames)) == 1 and frame_threads() and decode_threads()
+    frames.close()
+    assert not frame_threads() and not decode_threads()
 
 
 def test_closing_predict_video_early_releases_the_reader(recognizer, clip, monkeypatch):

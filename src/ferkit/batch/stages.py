@@ -169,7 +169,7 @@ class RecognizeUnit:
 
         try:
             result = process_video(self.recognizer, path, max_frames=self.settings["max_frames"], progress=False,
-                                   on_frame=collect, keep_records=False)
+                                   on_frame=collect, keep_records=False, workers=1)  # Ray places the work
         except FerkitError as exc:
             return (_input_row(source, path, "video", "error", _message(exc, path)), to_ipc(self._faces().table()),
                     self.empty_tracks)

@@ -24,6 +24,11 @@ from ferkit.vision.align import align_faces, check_preprocess
 from ferkit.vision.detect import DEFAULT_DETECTOR, create_detector
 
 
+def available_cores() -> int:
+    """The CPUs this process may run on (a container's or taskset's limit, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _pil_image_type():
     """PIL's Image class if PIL is imported, else None: an object can only be a PIL image once PIL is loaded, so
     recognising one never imports Pillow."""
@@ -87,6 +92,13 @@ class Recognizer:
                  min_face: int = 20, preprocess=None, tta=None, align: bool = True, backend: str = "onnx",
                  threads: int | None = None, max_faces: int | None = None, precision: str = "auto",
                  device: str = "auto"):
+        # What a twin for frame-parallel video (for_frames) is built from; None where the parts were given as objects.
+        self._settings = (dict(model=model, detector=detector, threshold=threshold, min_face=min_face,
+                               preprocess=preprocess, tta=tta, align=align, backend=backend, max_faces=max_faces,
+                               precision=precision, device=device)
+                          if backend == "onnx" and isinstance(model, (str, os.PathLike)) and detector == "retinaface"
+                          else None)
+        self._threads, self._twins = threads, {}
         kwargs = {"min_face": min_face}
         if threshold is not None:
             kwargs["threshold"] = threshold
@@ -211,7 +223,8 @@ class Recognizer:
             start += len(faces)
         return results
 
-    def predict_video(self, source, every: int = 1, max_frames: int | None = None, smoothing: float = 0.4):
+    def predict_video(self, source, every: int = 1, max_frames: int | None = None, smoothing: float = 0.4,
+                      workers: int | None = None):
         """A generator of one list of records per recognized frame, as the video plays: the faces are tracked
         across frames, so each record adds "track" (a face's stable id), "time_s" (seconds from the start; None
         for a camera or stream) and "raw_emotion" (the frame's own top label), and its "emotion", "score" and
@@ -222,7 +235,9 @@ class Recognizer:
         before frame max_frames of the video (None: to its end; a camera runs until the loop stops). A frame
         without a face gives an empty list. Nothing is kept, so memory stays flat however long the video; the
         video is opened at the first frame and released at the end, or when the loop breaks or the generator is
-        closed. ferkit.runtime.video_recognition.process_video writes an annotated video, CSV and timeline::
+        closed. workers: frames recognised at once, on their own threads (None: one per core, at most 4, for a file;
+        one for a camera or stream); the records are the same either way. ferkit.runtime.video_recognition.
+        process_video writes an annotated video, CSV and timeline::
 
             for faces in recognizer.predict_video("clip.mp4", every=5):
                 for f in faces:
@@ -237,9 +252,23 @@ class Recognizer:
                               f"(got {max_frames!r})")
         if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 < smoothing <= 1:
             raise FerkitError(f"predict_video: smoothing must be in (0, 1] (got {smoothing!r})")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise FerkitError(f"predict_video: workers must be None or a whole number, 1 or more (got {workers!r})")
         from ferkit.runtime.video_recognition import video_records
 
-        return video_records(self, source, every=every, max_frames=max_frames, smoothing=smoothing)
+        return video_records(self, source, every=every, max_frames=max_frames, smoothing=smoothing, workers=workers)
+
+    def for_frames(self, workers: int) -> "Recognizer":
+        """A recognizer that `workers` threads may call at once, each on its own frame: the same model and settings,
+        with ONNX Runtime sessions that split this one's threads between the callers (one each on two cores), so
+        that whole frames run side by side instead of each frame's small layers being split across the cores.
+        Built once per worker count and kept; self where the parts were given as objects (or `workers` is 1)."""
+        if workers <= 1 or self._settings is None:
+            return self
+        if workers not in self._twins:
+            threads = max(1, (self._threads or available_cores()) // workers)
+            self._twins[workers] = Recognizer(**self._settings, threads=threads)
+        return self._twins[workers]
 
     def __repr__(self):
         return (f"Recognizer(model={getattr(self.classifier, 'source', '?')!r}, detector={self.detector!r}, "

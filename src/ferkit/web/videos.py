@@ -172,9 +172,9 @@ class VideoJobs:
         with self.engine.pixels.hold(max(1, min(pixels, self.settings.max_pixels))):
             if lock:
                 lock.acquire()
-            try:
+            try:  # one frame at a time: the server's pool of inference threads already shares the cores
                 result = process_video(recognizer, source, out_video=out_video, max_frames=limit, progress=False,
-                                       on_frame=on_frame, keep_records=False)
+                                       on_frame=on_frame, keep_records=False, workers=1)
             finally:
                 if lock:
                     lock.release()
