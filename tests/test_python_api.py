@@ -182,6 +182,15 @@ def test_frames_recognised_side_by_side_give_the_same_records_in_order(recognize
     assert not frame_threads()
 
 
+def test_parts_not_known_to_be_thread_safe_keep_one_frame_at_a_time(recognizer, clip):
+    haar = Recognizer(recognizer.classifier, detector="haar", threads=1)
+    assert haar.for_frames(2) is haar
+    frames = haar.predict_video(clip, workers=2)
+    next(frames)
+    assert not frame_threads()
+    frames.close()
+
+
 def test_closing_a_frame_parallel_video_early_stops_its_workers(recognizer, clip):
     frames = recognizer.predict_video(clip, workers=2)
     assert len(next(frames)) == 1 and frame_threads() and decode_threads()

@@ -236,7 +236,7 @@ class Recognizer:
         without a face gives an empty list. Nothing is kept, so memory stays flat however long the video; the
         video is opened at the first frame and released at the end, or when the loop breaks or the generator is
         closed. workers: frames recognised at once, on their own threads (None: one per core, at most 4, for a file;
-        one for a camera or stream); the records are the same either way. ferkit.runtime.video_recognition.
+        one for a camera or stream; one with a Haar detector or the torch backend); the records are the same. ferkit.runtime.video_recognition.
         process_video writes an annotated video, CSV and timeline::
 
             for faces in recognizer.predict_video("clip.mp4", every=5):
@@ -262,7 +262,9 @@ class Recognizer:
         """A recognizer that `workers` threads may call at once, each on its own frame: the same model and settings,
         with ONNX Runtime sessions that split this one's threads between the callers (one each on two cores), so
         that whole frames run side by side instead of each frame's small layers being split across the cores.
-        Built once per worker count and kept; self where the parts were given as objects (or `workers` is 1)."""
+        Built once per worker count and kept. self where `workers` is 1, or where a part may not be thread-safe or
+        cannot be rebuilt (the torch backend, a Haar detector, parts given as objects): the frames then run one at
+        a time."""
         if workers <= 1 or self._settings is None:
             return self
         if workers not in self._twins:

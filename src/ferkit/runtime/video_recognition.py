@@ -71,12 +71,13 @@ def _frame_predictions(recognizer, reader: VideoReader, every: int, max_frames: 
     many frames are in flight on a thread pool (ONNX Runtime releases the GIL); the order-dependent tracking is
     left to the caller."""
     frames = iter(reader)
+    twin = recognizer.for_frames(workers)
     try:
-        if workers == 1:
+        if twin is recognizer:  # one worker, or parts (a Haar detector, a torch model) not known to be thread-safe
             for index, frame in _wanted_frames(frames, every, max_frames):
                 yield index, frame, recognizer.predict(frame, source=reader.name, frame=index)
             return
-        twin, pending = recognizer.for_frames(workers), deque()
+        pending = deque()
         with ThreadPoolExecutor(workers, thread_name_prefix="ferkit-frame") as pool:
             try:
                 for index, frame in _wanted_frames(frames, every, max_frames):
