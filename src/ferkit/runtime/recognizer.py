@@ -236,8 +236,8 @@ class Recognizer:
         without a face gives an empty list. Nothing is kept, so memory stays flat however long the video; the
         video is opened at the first frame and released at the end, or when the loop breaks or the generator is
         closed. workers: frames recognised at once, on their own threads (None: one per core, at most 4, for a file;
-        one for a camera or stream; one with a Haar detector or the torch backend); the records are the same. ferkit.runtime.video_recognition.
-        process_video writes an annotated video, CSV and timeline::
+        one for a camera or stream; one with a Haar detector or the torch backend); the records are the same.
+        ferkit.runtime.video_recognition.process_video writes an annotated video, CSV and timeline::
 
             for faces in recognizer.predict_video("clip.mp4", every=5):
                 for f in faces:
