@@ -38,6 +38,14 @@ def main() -> int:
         print(f"{out}: {size / 1e6:.1f} MB is over the 20 MB limit; not shipped", file=sys.stderr)
         return 1
     print(f"shipped {args.run} as {args.name!r}: {out} ({size / 1e6:.2f} MB)")
+    data = "../shared/data/fer2013/fer2013.csv.gz"
+    print(f"next: ferkit calibrate --model {out} --data {data}\n"
+          f"      ferkit export --model {args.name} --out {WEIGHTS_DIR / args.name}.onnx\n"
+          f"      ferkit quantize --model {args.name} --data {data}\n"
+          f"      ferkit evaluate --model {args.name} --data {data} --split PrivateTest --backend onnx "
+          f"--precision fp32 (then int8)\n"
+          f"      and record the figures in docs/results.md and {WEIGHTS_DIR.name}/results.json "
+          f"(tests/test_cli.py checks that the two agree)")
     return 0
 
 
