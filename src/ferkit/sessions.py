@@ -10,6 +10,7 @@ of the other for the cores: turning it off took a 4-face frame from 37–64 ms t
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +21,12 @@ PRECISIONS = ("auto", "fp32", "int8")  # the graphs recognition runs: auto picks
 PROVIDERS = {"cuda": "CUDAExecutionProvider", "openvino": "OpenVINOExecutionProvider"}
 PACKAGES = {"cuda": "onnxruntime-gpu", "openvino": "onnxruntime-openvino"}
 _warned: set[str] = set()
+
+
+def available_cores() -> int:
+    """The CPUs this process may run on (a container's or taskset's limit, not the machine's count): what
+    threads are shared out from."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def providers_for(device: str = "auto") -> list[str]:

@@ -67,18 +67,24 @@ def strict_majority_labels(votes: np.ndarray) -> np.ndarray:
     return np.where(strict & (top < len(FERPLUS_EMOTIONS)), top, -1)
 
 
+def aligned_votes(fer2013: FaceSet, ferplus_path: str | Path) -> np.ndarray:
+    """The FER+ vote rows (N×10 int) of the FER2013 faces given, aligned by row position; refuses a file that is
+    too short or whose Usage column disagrees (misaligned rows)."""
+    votes, usage = read_votes(ferplus_path)
+    if fer2013.rows is None or fer2013.rows.max(initial=-1) >= len(votes):
+        raise FerkitError(f"{ferplus_path}: has {len(votes)} rows, fewer than the FER2013 file")
+    if fer2013.usage is not None and not np.array_equal(usage[fer2013.rows], fer2013.usage):
+        raise FerkitError(f"{ferplus_path}: Usage column disagrees with the FER2013 file; rows are misaligned")
+    return votes[fer2013.rows]
+
+
 def load_ferplus(fer2013: FaceSet, ferplus_path: str | Path, test: str = "plurality") -> FaceSet:
     """FER2013 images with FER+ labels (8 classes) and vote distributions; rows without a label dropped.
 
     test: how labels are drawn from votes, "plurality" or "strict" (see the module docstring)."""
     if test not in FERPLUS_TESTS:
         raise FerkitError(f"unknown FER+ test protocol {test!r}; expected {' or '.join(FERPLUS_TESTS)}")
-    votes, usage = read_votes(ferplus_path)
-    if fer2013.rows is None or fer2013.rows.max(initial=-1) >= len(votes):
-        raise FerkitError(f"{ferplus_path}: has {len(votes)} rows, fewer than the FER2013 file")
-    votes, usage = votes[fer2013.rows], usage[fer2013.rows]
-    if fer2013.usage is not None and not np.array_equal(usage, fer2013.usage):
-        raise FerkitError(f"{ferplus_path}: Usage column disagrees with the FER2013 file; rows are misaligned")
+    votes = aligned_votes(fer2013, ferplus_path)
     labels = strict_majority_labels(votes) if test == "strict" else majority_labels(votes)
     keep = np.flatnonzero(labels >= 0)
     emotion_votes = votes[:, : len(FERPLUS_EMOTIONS)].astype(np.float32)
@@ -100,13 +106,8 @@ def fer2013_vote_targets(fer2013: FaceSet, ferplus_path: str | Path) -> tuple[np
     missing = [name for name in fer2013.label_names if name not in FERPLUS_EMOTIONS]
     if missing:
         raise FerkitError(f"FER+ has no votes for {', '.join(missing)}")
-    votes, usage = read_votes(ferplus_path)
-    if fer2013.rows.max(initial=-1) >= len(votes):
-        raise FerkitError(f"{ferplus_path}: has {len(votes)} rows, fewer than the FER2013 file")
-    if fer2013.usage is not None and not np.array_equal(usage[fer2013.rows], fer2013.usage):
-        raise FerkitError(f"{ferplus_path}: Usage column disagrees with the FER2013 file; rows are misaligned")
     columns = [FERPLUS_EMOTIONS.index(name) for name in fer2013.label_names]
-    counts = votes[fer2013.rows][:, columns].astype(np.float32)
+    counts = aligned_votes(fer2013, ferplus_path)[:, columns].astype(np.float32)
     total = counts.sum(axis=1, keepdims=True)
     return counts / np.maximum(total, 1), total[:, 0] > 0
 

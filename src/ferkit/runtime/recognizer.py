@@ -20,13 +20,9 @@ import numpy as np
 from ferkit.classifier.protocol import load_classifier
 from ferkit.errors import FerkitError
 from ferkit.records import face_record
+from ferkit.sessions import available_cores
 from ferkit.vision.align import align_faces, check_preprocess
 from ferkit.vision.detect import DEFAULT_DETECTOR, create_detector
-
-
-def available_cores() -> int:
-    """The CPUs this process may run on (a container's or taskset's limit, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _pil_image_type():
@@ -252,9 +248,9 @@ class Recognizer:
                               f"(got {max_frames!r})")
         if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 < smoothing <= 1:
             raise FerkitError(f"predict_video: smoothing must be in (0, 1] (got {smoothing!r})")
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise FerkitError(f"predict_video: workers must be None or a whole number, 1 or more (got {workers!r})")
-        from ferkit.runtime.video_recognition import video_records
+        from ferkit.runtime.video_recognition import check_workers, video_records
+
+        check_workers(workers, "predict_video: ")
 
         return video_records(self, source, every=every, max_frames=max_frames, smoothing=smoothing, workers=workers)
 

@@ -19,6 +19,7 @@ from ferkit.media.video import VideoReader, VideoWriter
 from ferkit.records import smoothed_record
 from ferkit.runtime.outputs import CsvWriter, write_json
 from ferkit.runtime.tracking import IouTracker
+from ferkit.sessions import available_cores
 
 
 class Timeline:
@@ -46,15 +47,18 @@ class RecognizedFrame(NamedTuple):
     tracked: list[tuple[int, np.ndarray]]  # (track id, smoothed probabilities as float32) per record
 
 
+def check_workers(workers, where: str = "") -> None:
+    """One line for a `workers` that is neither None nor a whole number of 1 or more."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise FerkitError(f"{where}workers must be None or a whole number, 1 or more (got {workers!r})")
+
+
 def frame_workers(reader: VideoReader, workers: int | None) -> int:
     """How many frames to recognise at once: by default one per core (at most 4) for a file, where throughput is
     what counts; one for a camera or stream, where each frame should be shown as soon as it can be."""
+    check_workers(workers)
     if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise FerkitError(f"workers must be a whole number, 1 or more (got {workers!r})")
         return workers
-    from ferkit.runtime.recognizer import available_cores
-
     return 1 if reader.is_camera else min(4, available_cores())
 
 

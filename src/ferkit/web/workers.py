@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 
 from ferkit.errors import FerkitError
 from ferkit.media.images import MAX_PIXELS, ImageTooLarge, decode_image, looks_like_image
+from ferkit.sessions import available_cores
 from ferkit.vision.detect import DEFAULT_DETECTOR, list_detectors
 from ferkit.web.limits import PixelBudget, header_pixels
 
@@ -82,7 +82,7 @@ class Engine:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        cores = os.cpu_count() or 1
+        cores = available_cores()
         self.threads = settings.threads or max(1, cores // max(1, settings.workers))
         self.executor = ThreadPoolExecutor(max_workers=max(1, settings.workers), thread_name_prefix="ferkit-infer")
         # videos take one thread of their own, so photos and webcam frames keep being answered meanwhile
